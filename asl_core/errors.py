@@ -1,0 +1,44 @@
+"""Errors a user can cause. They carry a one-line message meant for people.
+
+The CLIs turn them into a one-line message on stderr and a non-zero exit; the app shows
+them as an error box. Anything else that escapes is a bug.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+
+
+class UserError(Exception):
+    """Bad input from the user (a missing folder, a wrong option, a broken file)."""
+
+
+class DataError(UserError):
+    """The dataset cannot be built from what the user pointed at."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint file cannot be read, is unsafe, or does not fit the architecture."""
+
+
+class LayerError(UserError, ValueError):
+    """A layer name that the model does not have."""
+
+
+def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a CLI ``main`` so that user errors end in one line and exit status 2."""
+
+    @wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper

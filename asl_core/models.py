@@ -1,0 +1,193 @@
+"""Model registry, layer discovery and forward-hook taps on named layers.
+
+Architectures are built by name so that a checkpoint's metadata (``arch`` plus
+``arch_kwargs``) is enough to rebuild the network before loading its weights.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import LayerError, UserError
+
+
+class DigitsCNN(nn.Module):
+    """A small CNN for 8x8 (or any small) images. Layers worth looking at:
+    ``block1`` [B,32,H,W], ``block2`` [B,64,H/2,W/2], ``block3`` [B,128,H/2,W/2],
+    ``embedding`` [B,64] (the penultimate representation) and ``fc`` [B,C] (logits)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32, embedding_dim: int = 64):
+        super().__init__()
+        self.block1 = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.block2 = nn.Sequential(
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.block3 = nn.Sequential(
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU()
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.embedding = nn.Sequential(nn.Flatten(), nn.Linear(4 * width, embedding_dim), nn.ReLU())
+        self.fc = nn.Linear(embedding_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block3(self.block2(self.block1(x)))
+        return self.fc(self.embedding(self.pool(x)))
+
+
+def _adapt_resnet(model: nn.Module, in_channels: int, small_input: bool) -> nn.Module:
+    if small_input:
+        # CIFAR-style stem: a 3x3 stride-1 conv and no max-pool keep small images from
+        # collapsing to 1x1 before the first residual stage.
+        model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    return model
+
+
+def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
+    def build(num_classes: int, in_channels: int = 3, small_input: bool = False) -> nn.Module:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+        if name.startswith("resnet"):
+            return _adapt_resnet(model, in_channels, small_input)
+        if name == "mobilenet_v2":
+            first = model.features[0][0]
+            stride = 1 if small_input else 2
+            if in_channels != 3 or small_input:
+                model.features[0][0] = nn.Conv2d(in_channels, first.out_channels, 3, stride=stride, padding=1, bias=False)
+        return model
+
+    return build
+
+
+def _digits_builder(num_classes: int, in_channels: int = 1, small_input: bool = True) -> nn.Module:
+    return DigitsCNN(num_classes=num_classes, in_channels=in_channels)
+
+
+def _digits_small_builder(num_classes: int, in_channels: int = 1, small_input: bool = True) -> nn.Module:
+    return DigitsCNN(num_classes=num_classes, in_channels=in_channels, width=16, embedding_dim=32)
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    builder: Callable[..., nn.Module]
+    embedding_layer: str  # the penultimate layer: the default for ASLoss and for pictures
+    description: str
+
+
+ARCHITECTURES: dict[str, ArchInfo] = {
+    "digits_cnn": ArchInfo(_digits_builder, "embedding", "small CNN for 8x8 digits (~100k parameters)"),
+    "digits_cnn_small": ArchInfo(_digits_small_builder, "embedding", "half-width CNN, a smaller clonal/student"),
+    "resnet18": ArchInfo(_torchvision_builder("resnet18"), "avgpool", "torchvision ResNet-18"),
+    "resnet34": ArchInfo(_torchvision_builder("resnet34"), "avgpool", "torchvision ResNet-34"),
+    "resnet50": ArchInfo(_torchvision_builder("resnet50"), "avgpool", "torchvision ResNet-50"),
+    "mobilenet_v2": ArchInfo(_torchvision_builder("mobilenet_v2"), "features", "torchvision MobileNetV2"),
+}
+
+
+def build_model(arch: str, num_classes: int, in_channels: int = 3, small_input: bool = False) -> nn.Module:
+    """Build an untrained model by registry name."""
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise UserError(f"class count must be an integer >= 2, got {num_classes!r}")
+    if in_channels not in (1, 3):
+        raise UserError(f"input channels must be 1 or 3, got {in_channels!r}")
+    return ARCHITECTURES[arch].builder(num_classes=num_classes, in_channels=in_channels, small_input=small_input)
+
+
+def embedding_layer(arch: str) -> str:
+    return ARCHITECTURES[arch].embedding_layer if arch in ARCHITECTURES else ""
+
+
+_SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten)
+
+
+def list_layers(model: nn.Module) -> list[str]:
+    """Layer names a person can choose for ASLoss or extraction, in forward order.
+
+    The top-level children and their direct children (``layer3``, ``layer3.1``, ``fc``),
+    leaving out parameter-free plumbing (activations, dropout, flatten, identity)."""
+    names = []
+    for name, child in model.named_children():
+        if isinstance(child, _SKIP):
+            continue
+        names.append(name)
+        if isinstance(child, (nn.Sequential, nn.ModuleList)):
+            names.extend(f"{name}.{sub}" for sub, m in child.named_children() if not isinstance(m, _SKIP))
+    return names
+
+
+def resolve_layers(model: nn.Module, layers: Iterable[str]) -> OrderedDict[str, nn.Module]:
+    """Map layer names to modules; unknown names raise a ``LayerError`` listing valid ones."""
+    modules = dict(model.named_modules())
+    out: OrderedDict[str, nn.Module] = OrderedDict()
+    for name in layers:
+        if not name or name not in modules:
+            valid = ", ".join(list_layers(model))
+            raise LayerError(f"unknown layer {name!r}; valid layers: {valid} (see asl_core.models.list_layers)")
+        out[name] = modules[name]
+    return out
+
+
+def pool_features(t: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B, C]`` by global average pooling; ``[B, ..., D]`` -> ``[B, D']`` flat."""
+    if t.dim() == 4:
+        return t.mean(dim=(2, 3))
+    if t.dim() == 3:
+        return t.mean(dim=1)
+    return t.flatten(1)
+
+
+class LayerTap:
+    """Forward hooks that keep the (pooled) outputs of named layers during a forward pass.
+
+    >>> with LayerTap(model, ["embedding"]) as tap:
+    ...     logits = model(x)
+    ...     h = tap.outputs["embedding"]   # [B, D], part of the autograd graph
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str], pool: bool = True, detach: bool = False):
+        self.modules = resolve_layers(model, layers)
+        self.pool = pool
+        self.detach = detach
+        self.outputs: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            if self.pool and output.dim() >= 3:
+                t = pool_features(output)
+            else:
+                # a later in-place op (ReLU(inplace=True)) would overwrite the kept tensor
+                t = output.flatten(1).clone() if self.pool else output.clone()
+            self.outputs[name] = t.detach() if self.detach else t
+
+        return hook
+
+    def __enter__(self) -> LayerTap:
+        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
