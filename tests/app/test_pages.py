@@ -31,7 +31,7 @@ def texts(at: AppTest) -> str:
 
 
 def test_home_lists_library(app_env):
-    at = run("app.py")
+    at = run("app.py")  # the router; Home links to the other pages, so it runs through it
     assert at.title[0].value == "ASL Lens"
     assert "3 checkpoint(s)" in texts(at)
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 3
