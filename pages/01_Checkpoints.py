@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from asl_core.models import ARCHITECTURES
-from ui import engine, history, library, settings
+from asl_core.figures import history_figure
+from ui import history, library, settings
 from ui import state as S
 from ui.errors import attempt
 
@@ -37,10 +38,8 @@ if rows:
             st.subheader("Training history")
             if not meta.history:
                 st.info("No training history (foreign weights or an imported checkpoint).")
-            elif engine.has("figures", "history_figure"):
-                st.plotly_chart(engine.module("figures").history_figure(meta.history), key="ckpt_history")
             else:
-                st.line_chart(history.frame(meta.history), x="epoch")
+                st.plotly_chart(history_figure(meta.history, title=""), key=S.CKPT_HISTORY)
     if chosen:
         if st.session_state[S.PENDING_DELETE] != chosen:
             if st.button(f"Delete {chosen}", key=S.CKPT_DELETE):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
 from asl_core.checkpoint import CheckpointMeta
 
 
@@ -21,9 +19,3 @@ def summary(meta: CheckpointMeta) -> dict[str, Any]:
         "versions": meta.versions, "source": meta.source,
     }
 
-
-def frame(history: list[dict[str, Any]]) -> pd.DataFrame:
-    """Epoch and the scalar loss terms (``train_*`` and ``val_loss``) as columns."""
-    rows = [{k: v for k, v in row.items() if k == "epoch" or (isinstance(v, (int, float)) and "loss" in k or k.startswith(("train_ce", "train_fp", "train_kd")))}
-            for row in history]
-    return pd.DataFrame(rows)

@@ -23,7 +23,8 @@ from asl_core.checkpoint import (
     CHECKPOINT_SUFFIX, FOREIGN_SUFFIXES, META_KEY, CheckpointMeta, LoadedCheckpoint, list_checkpoints, load_checkpoint,
     save_checkpoint,
 )
-from asl_core.data import PRESETS, DatasetSpec, Splits, build_splits, get_spec
+from asl_core.analysis import splits_for
+from asl_core.data import PRESETS, DatasetSpec, Split, Splits, get_spec
 from asl_core.errors import CheckpointError, UserError
 
 UPLOAD_SUFFIXES = (CHECKPOINT_SUFFIX,) + FOREIGN_SUFFIXES
@@ -75,7 +76,7 @@ def library_path(folder: Path, file_name: str) -> Path:
 # --------------------------------------------------------------------------- listing
 
 
-def _file_key(path: Path) -> tuple[str, float, int]:
+def file_key(path: Path) -> tuple[str, float, int]:
     st_ = path.stat()
     return str(path), st_.st_mtime, st_.st_size
 
@@ -98,7 +99,7 @@ def _read_meta(path: str, mtime: float, size: int) -> CheckpointMeta | str:
 
 
 def read_meta(path: Path) -> CheckpointMeta | str:
-    return _read_meta(*_file_key(path))
+    return _read_meta(*file_key(path))
 
 
 def library(folder: Path) -> list[tuple[Path, CheckpointMeta | str]]:
@@ -136,12 +137,7 @@ def _load(path: str, mtime: float, size: int) -> LoadedCheckpoint:
 
 def load_model(path: Path) -> LoadedCheckpoint:
     """The model, shared across sessions; a changed file (mtime, size) is loaded afresh."""
-    return _load(*_file_key(Path(path)))
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _splits(spec_key: str) -> Splits:
-    return build_splits(DatasetSpec.from_dict(json.loads(spec_key)))
+    return _load(*file_key(Path(path)))
 
 
 def dataset_spec(meta: CheckpointMeta) -> DatasetSpec:
@@ -150,8 +146,9 @@ def dataset_spec(meta: CheckpointMeta) -> DatasetSpec:
     return DatasetSpec.from_dict(meta.dataset)
 
 
-def splits_for(meta: CheckpointMeta) -> Splits:
-    return _splits(dataset_spec(meta).key())
+def split_of(features, meta: CheckpointMeta) -> Split:
+    """The data split ``features`` were extracted from (same in-process splits as the engine)."""
+    return splits_for(dataset_spec(meta)).split(features.split)
 
 
 # --------------------------------------------------------------------------- upload / delete
@@ -206,7 +203,7 @@ def import_upload(data: bytes, file_name: str, folder: Path, *, name: str = "", 
     meta = dataclasses.replace(loaded.meta, name=stem)
     if foreign and dataset:
         spec = get_spec(dataset)
-        splits = _splits(spec.key())
+        splits = splits_for(spec)
         if splits.num_classes != meta.num_classes:
             raise UserError(f"the model has {meta.num_classes} classes; dataset {dataset!r} has {splits.num_classes}")
         if tuple(splits.input_shape)[0] != meta.in_channels:
@@ -227,6 +224,15 @@ def delete_checkpoint(folder: Path, file_name: str) -> None:
     if not path.exists():
         raise UserError(f"{file_name} is no longer in the library")
     path.unlink()
+
+
+DEMO_MODELS = ("baseline", "asloss", "clonal")
+
+
+def default_comparison(files: list[str]) -> list[str]:
+    """The demo trio when present, else the first three files."""
+    demo = [f"{n}{CHECKPOINT_SUFFIX}" for n in DEMO_MODELS if f"{n}{CHECKPOINT_SUFFIX}" in files]
+    return demo if len(demo) >= 2 else files[:3]
 
 
 def preset_names() -> list[str]:

@@ -11,13 +11,12 @@ import streamlit as st
 # --- plain session state
 PENDING_DELETE = "pending_delete"          # checkpoint file name awaiting confirmation
 FLASH = "flash"                            # (kind, message) shown once after a rerun
-COMPARE_CELL = "compare_cell"              # (true, pred) of the clicked confusion cell, or None
-COMPARE_CELL_SOURCE = "compare_cell_src"   # which model's matrix the cell came from
 
-DEFAULTS: dict[str, Any] = {PENDING_DELETE: None, FLASH: None, COMPARE_CELL: None, COMPARE_CELL_SOURCE: None}
+DEFAULTS: dict[str, Any] = {PENDING_DELETE: None, FLASH: None}
 
 # --- widget keys: Checkpoints
 CKPT_SELECT = "ckpt_select"
+CKPT_HISTORY = "ckpt_history"
 CKPT_UPLOAD = "ckpt_upload"
 CKPT_UPLOAD_ARCH = "ckpt_upload_arch"
 CKPT_UPLOAD_CLASSES = "ckpt_upload_classes"
@@ -33,8 +32,9 @@ EXP_MODEL = "exp_model"
 EXP_SPLIT = "exp_split"
 EXP_LAYER = "exp_layer"
 EXP_COLOR = "exp_color"
+EXP_NORMALIZED = "exp_normalized"
 EXP_SCATTER = "exp_scatter"
-PROJ_PREFIX_EXPLORE = "exp_proj"
+EXP_PREFIX = "exp"          # chart keys: exp_scatter_0, exp_confusion_0
 
 # --- widget keys: Compare
 CMP_MODELS = "cmp_models"
@@ -42,7 +42,14 @@ CMP_SPLIT = "cmp_split"
 CMP_LAYER = "cmp_layer"
 CMP_COLOR = "cmp_color"
 CMP_CLEAR = "cmp_clear"
-PROJ_PREFIX_COMPARE = "cmp_proj"
+CMP_NORMALIZED = "cmp_normalized"
+CMP_DOWNLOADS = "cmp_downloads"
+CMP_DL_CSV = "cmp_dl_csv"
+CMP_DL_PARQUET = "cmp_dl_parquet"
+CMP_DL_FIGURES = "cmp_dl_figures"
+CMP_DL_REPORT = "cmp_dl_report"
+CMP_METRIC_LAYERS = "cmp_metric_layers"
+CMP_PREFIX = "cmp"          # chart keys: cmp_scatter_{i}, cmp_confusion_{i}
 
 
 def scatter_key(prefix: str, i: int) -> str:
@@ -51,6 +58,16 @@ def scatter_key(prefix: str, i: int) -> str:
 
 def confusion_key(prefix: str, i: int) -> str:
     return f"{prefix}_confusion_{i}"
+
+
+def proj_key(prefix: str, name: str) -> str:
+    """Projection widgets: ``exp_proj_method``, ``cmp_proj_perplexity``..."""
+    return f"{prefix}_proj_{name}"
+
+
+def highlight_source_key(prefix: str) -> str:
+    """Session key of the last chart a selection came from: ``("scatter"|"cell", view index)``."""
+    return f"{prefix}_highlight_source"
 
 
 def init_state() -> None:

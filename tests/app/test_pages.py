@@ -130,3 +130,70 @@ def test_upload_refuses_pickled_code_and_size(app_env, tmp_path):
         library.import_upload(b"x" * 2048, "big.pt", tmp_path, arch="digits_cnn", max_bytes=1024)
     with pytest.raises(library.UserError, match="unsupported file type"):
         library.import_upload(b"x", "x.exe", tmp_path, max_bytes=1024)
+
+
+# ---------------------------------------------------------------- Explore and Compare
+
+
+def test_explore_runs_and_switches(app_env):
+    at = run("pages/02_Explore.py")
+    assert len(at.get("plotly_chart")) == 2  # scatter + confusion
+    assert [m.label for m in at.metric][0].startswith("silhouette")
+    assert at.subheader[0].value == "Selection: 0 sample(s)"
+    for key, value in [(S.EXP_MODEL, "clonal.safetensors"), (S.EXP_LAYER, "block3"), (S.EXP_SPLIT, "val"),
+                       (S.proj_key(S.EXP_PREFIX, "method"), "tsne"), (S.EXP_NORMALIZED, True)]:
+        widget = at.toggle(key=key) if isinstance(value, bool) else at.selectbox(key=key)
+        widget.set_value(value).run()
+        assert not at.exception, (key, [e.message for e in at.exception])
+    assert "Separability of `block3`" in [s.value for s in at.subheader]
+    at.radio(key=S.EXP_COLOR).set_value("confidence").run()
+    assert not at.exception
+
+
+def test_compare_defaults_and_downloads(app_env):
+    at = run("pages/03_Compare.py")
+    assert at.multiselect(key=S.CMP_MODELS).value == ["baseline.safetensors", "asloss.safetensors", "clonal.safetensors"]
+    heads = [s.value for s in at.subheader]
+    assert {"asloss vs baseline", "clonal vs baseline", "Highlighted samples: none"} <= set(heads)
+    assert len(at.get("plotly_chart")) == 3 + 3 + 2 + 1  # scatters, confusions, deltas, layer bars
+    summary = at.dataframe[0].value
+    assert list(summary["model"]) == ["baseline", "asloss", "clonal"]
+    assert summary["McNemar p vs baseline"].notna().sum() == 2
+    at.toggle(key=S.CMP_DOWNLOADS).set_value(True).run()
+    assert not at.exception and len(at.get("download_button")) == 4
+    at.selectbox(key=S.CMP_LAYER).set_value("block2").run()
+    assert not at.exception
+    at.multiselect(key=S.CMP_MODELS).set_value(["clonal.safetensors", "baseline.safetensors"]).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1
+
+
+def test_compare_needs_two(app_env):
+    at = run("pages/03_Compare.py")
+    at.multiselect(key=S.CMP_MODELS).set_value(["baseline.safetensors"]).run()
+    assert not at.exception
+    assert "Pick 2 or 3 models." in texts(at)
+
+
+def test_compare_refuses_different_datasets(app_env, tmp_path, monkeypatch):
+    import dataclasses
+
+    from asl_core.checkpoint import save_checkpoint
+    from asl_core.data import get_spec
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    base = load_checkpoint(app_env / "baseline.safetensors")
+    other = dataclasses.replace(base.meta, dataset=get_spec("digits", val_per_class=5, test_per_class=10).to_dict())
+    save_checkpoint(base.model, base.meta, folder / "baseline")
+    save_checkpoint(base.model, other, folder / "asloss")
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
+    at = run("pages/03_Compare.py")
+    assert any("different data" in e.value for e in at.error)
+
+
+def test_empty_library_is_a_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(tmp_path / "none"))
+    for page in ("app.py", "pages/01_Checkpoints.py", "pages/02_Explore.py", "pages/03_Compare.py"):
+        at = run(page)
+        assert at.info, page
