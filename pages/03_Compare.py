@@ -7,12 +7,13 @@ import streamlit as st
 
 from asl_core.figures import delta_figure, layer_metrics_figure
 from asl_core.models import embedding_layer
-from ui import analysis, downloads, images, library, settings, views, widgets
+from ui import nav, analysis, downloads, images, library, settings, views, widgets
 from ui import state as S
 from ui.errors import user_errors
 
 st.set_page_config(page_title="Compare · ASL Lens", layout="wide")
 S.init_state()
+nav.sidebar()
 st.title("Compare models")
 
 folder = settings.checkpoints_dir()

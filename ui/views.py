@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from asl_core.figures import confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
@@ -50,11 +51,31 @@ def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_n
     """Confusion matrices side by side; clicking a cell makes it the highlight source."""
     cols = st.columns(len(matrices))
     for i, (col, cm, title) in enumerate(zip(cols, matrices, titles)):
-        fig = confusion_figure(cm, class_names, normalized=normalized, title=title)
-        fig.update_layout(height=420, clickmode="event+select")
+        fig = clickable_cells(confusion_figure(cm, class_names, normalized=normalized, title=title), cm, class_names)
+        fig.update_layout(height=420, clickmode="event+select", dragmode=False)
         with col:
             st.plotly_chart(fig, key=S.confusion_key(prefix, i), on_select=_remember(("cell", i), prefix),
                             selection_mode=("points",), config={"displaylogo": False})
+
+
+def clickable_cells(fig: go.Figure, cm: np.ndarray, class_names) -> go.Figure:
+    """Plotly heatmaps emit no selection events, so lay a near-invisible marker on every cell
+    (x = predicted, y = true, like the heatmap); clicking a cell selects its marker."""
+    names = [str(c) for c in class_names]
+    n = len(names)
+    rows, cols = np.divmod(np.arange(n * n), n)
+    values = np.asarray(cm).ravel()
+    fig.add_trace(go.Scatter(
+        x=[names[c] for c in cols], y=[names[r] for r in rows], mode="markers", customdata=np.stack([rows, cols], 1),
+        marker={"symbol": "square", "size": max(8, 300 // n), "opacity": 0.01, "color": "#000"},
+        text=[f"{v:.2f}" if not float(v).is_integer() else f"{int(v)}" for v in values],
+        hovertemplate="true %{y}<br>pred %{x}<br>%{text}<br>click to highlight<extra></extra>", showlegend=False,
+        selected={"marker": {"opacity": 0.01}}, unselected={"marker": {"opacity": 0.01}},
+    ))
+    # the markers must not pad the axes: cells stay exactly where the heatmap draws them
+    fig.update_xaxes(range=[-0.5, n - 0.5], autorange=False)
+    fig.update_yaxes(range=[n - 0.5, -0.5], autorange=False)
+    return fig
 
 
 def selected_cell(prefix: str, i: int, class_names) -> tuple[int, int] | None:

@@ -89,3 +89,45 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     """Wait until Streamlit has finished the current run (no 'Running...' status widget)."""
     page.wait_for_timeout(300)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+
+
+def full_screenshot(page, path, width: int = 1600) -> None:
+    """Streamlit scrolls inside its main container, so grow the viewport to the content first."""
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], [data-testid=\"stAppViewContainer\"]')]"
+        ".map(e => e.scrollHeight), document.body.scrollHeight)")
+    old = page.viewport_size
+    page.set_viewport_size({"width": width, "height": min(int(height) + 40, 12000)})
+    page.wait_for_timeout(700)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(old)
+
+
+def plot_area(page, chart_index: int):
+    """Bounding box of the drag layer (the plotting area) of the n-th plotly chart on the page."""
+    charts = page.locator(".js-plotly-plot")
+    chart = charts.nth(chart_index)
+    chart.scroll_into_view_if_needed()
+    return chart.locator(".nsewdrag").first.bounding_box()
+
+
+def click_cell(page, chart_index: int, row: int, col: int, n: int) -> None:
+    """Click cell (row, col) of an n x n heatmap drawn with the first row at the top."""
+    box = plot_area(page, chart_index)
+    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / n, box["y"] + (row + 0.5) * box["height"] / n)
+
+
+def lasso_all(page, chart_index: int, margin: float = 0.02) -> None:
+    """Draw a lasso around the whole plotting area of the n-th plotly chart."""
+    box = plot_area(page, chart_index)
+    x0, y0 = box["x"] + margin * box["width"], box["y"] + margin * box["height"]
+    x1, y1 = box["x"] + (1 - margin) * box["width"], box["y"] + (1 - margin) * box["height"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def heading_texts(page) -> list[str]:
+    return page.locator("h1, h2, h3").all_inner_texts()
