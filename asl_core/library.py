@@ -134,7 +134,7 @@ def import_checkpoint(
     _check_suffix(filename)
     if isinstance(source, (bytes, bytearray)):
         if len(source) > limit:
-            raise CheckpointError(f"the file is {len(source) / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB upload limit")
+            raise CheckpointError(f"the file is {len(source) / 2**20:.1f} MiB, over the {limit / 2**20:.2f} MiB upload limit")
         suffix = Path(filename).suffix.lower()
         # the upload is checked from a private temporary file, never inside the library
         with tempfile.TemporaryDirectory(prefix="asl-upload-") as tmp:
