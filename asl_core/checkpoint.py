@@ -319,11 +319,13 @@ def describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str |
     return "; ".join(parts) or None
 
 
-def _infer_in_channels(state: dict[str, torch.Tensor]) -> int:
-    for v in state.values():
-        if v.dim() == 4:
-            return int(v.shape[1])
-    return 3
+def _infer_in_channels(arch: str, state: dict[str, torch.Tensor]) -> int:
+    """From the stem convolution; when it is absent or odd, the architecture's usual value
+    (the key-by-key comparison then names what is wrong)."""
+    stem = state.get(ARCHITECTURES[arch].first_conv)
+    if stem is not None and stem.dim() == 4 and int(stem.shape[1]) in (1, 3):
+        return int(stem.shape[1])
+    return 1 if arch.startswith("digits") else 3
 
 
 def _infer_num_classes(state: dict[str, torch.Tensor]) -> int | None:
@@ -335,7 +337,7 @@ def foreign_meta(arch: str, num_classes: int, state: dict[str, torch.Tensor], na
     """Metadata for someone else's weights: what can be inferred, sensible defaults otherwise."""
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    in_ch = _infer_in_channels(state)
+    in_ch = _infer_in_channels(arch, state)
     conv1 = state.get("conv1.weight")
     small = bool(conv1 is not None and conv1.shape[-1] == 3) or arch.startswith("digits")
     size = 8 if arch.startswith("digits") else (32 if small else 224)
@@ -372,7 +374,7 @@ def read_checkpoint_file(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> t
         raise CheckpointError(f"not a file: {path}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise CheckpointError(f"checkpoint is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
+        raise CheckpointError(f"checkpoint is {size / 2**20:.2f} MiB, over the {max_bytes / 2**20:.2f} MiB limit")
     if size == 0:
         raise CheckpointError("checkpoint file is empty")
     with open(path, "rb") as f:

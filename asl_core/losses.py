@@ -21,10 +21,17 @@ from torch import nn
 
 
 class Distance:
+    """A pairwise distance. ``matrix(h)`` gives the ``[B, B]`` distances between the rows of
+    ``h`` [B, D]; ``pairwise(a, b)`` the ``[P]`` distances between aligned rows."""
+
     name = "distance"
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def matrix(self, h: torch.Tensor) -> torch.Tensor:
+        b = h.shape[0]
+        return self.pairwise(h[:, None, :].expand(b, b, -1), h[None, :, :].expand(b, b, -1))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"
@@ -38,23 +45,36 @@ class SmoothL1Distance(Distance):
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return F.smooth_l1_loss(a, b, reduction="none", beta=1.0).mean(dim=-1)
 
+    def matrix(self, h: torch.Tensor) -> torch.Tensor:
+        # one [B, B, D] difference tensor; no matmul form exists for smooth-L1
+        b, d = h.shape
+        return F.smooth_l1_loss(h[:, None, :].expand(b, b, d), h[None, :, :].expand(b, b, d), reduction="none", beta=1.0).mean(-1)
+
 
 class EuclideanDistance(Distance):
-    """||a - b||_2 (the gradient at a == b is 0, as torch.linalg.vector_norm defines it)."""
+    """||a - b||_2 (the gradient at a == b is 0, as torch defines it)."""
 
     name = "euclidean"
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.linalg.vector_norm(a - b, dim=-1)
 
+    def matrix(self, h: torch.Tensor) -> torch.Tensor:
+        # the direct (not matmul-expanded) form: exact for near-identical rows
+        return torch.cdist(h, h, compute_mode="donot_use_mm_for_euclid_dist")
+
 
 class CosineDistance(Distance):
-    """1 - cos(a, b)."""
+    """1 - cos(a, b); norms are clamped at 1e-8 as in torch.nn.functional.cosine_similarity."""
 
     name = "cosine"
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return 1.0 - F.cosine_similarity(a, b, dim=-1)
+
+    def matrix(self, h: torch.Tensor) -> torch.Tensor:
+        unit = h / torch.linalg.vector_norm(h, dim=1, keepdim=True).clamp_min(1e-8)
+        return 1.0 - unit @ unit.T
 
 
 DISTANCES: dict[str, type[Distance]] = {
@@ -88,9 +108,8 @@ class ASLoss(nn.Module):
     """Aggregation Separation Loss for one layer (METHODS.md section 1).
 
     ``AS = lambda_agg * L_agg - lambda_sep * L_sep + lambda_scope * L_scope`` with the pair
-    means taken over ordered pairs ``i != j``. Every distance here is symmetric, so the mean
-    over ordered pairs equals the mean over the ``B (B - 1) / 2`` unordered pairs ``i < j``,
-    which is what is computed (half the memory, no Python loop).
+    means taken over ordered pairs ``i != j``: one ``[B, B]`` distance matrix, masked by
+    label equality with the diagonal removed (no Python loop).
     """
 
     def __init__(
@@ -118,13 +137,12 @@ class ASLoss(nn.Module):
         l_scope = ((torch.linalg.vector_norm(h, dim=1) - self.radius) ** 2).mean() if b else zero
         if b < 2:
             return zero, zero, l_scope
-        i, j = torch.triu_indices(b, b, offset=1, device=h.device)
-        d = self.distance.pairwise(h[i], h[j])
-        same = y[i] == y[j]
-        n_same = same.sum()
-        n_diff = same.numel() - n_same
-        l_agg = torch.where(same, d, zero).sum() / n_same.clamp(min=1)
-        l_sep = torch.where(same, zero, d).sum() / n_diff.clamp(min=1)
+        d = self.distance.matrix(h)
+        label_eq = y[:, None] == y[None, :]
+        same = label_eq & ~torch.eye(b, dtype=torch.bool, device=h.device)
+        diff = ~label_eq
+        l_agg = torch.where(same, d, zero).sum() / same.sum().clamp(min=1)
+        l_sep = torch.where(diff, d, zero).sum() / diff.sum().clamp(min=1)
         return l_agg, l_sep, l_scope
 
     def combine(self, l_agg: torch.Tensor, l_sep: torch.Tensor, l_scope: torch.Tensor) -> torch.Tensor:

@@ -85,15 +85,16 @@ class ArchInfo:
     builder: Callable[..., nn.Module]
     embedding_layer: str  # the penultimate layer: the default for ASLoss and for pictures
     description: str
+    first_conv: str  # state-dict key of the stem convolution (tells the input channels)
 
 
 ARCHITECTURES: dict[str, ArchInfo] = {
-    "digits_cnn": ArchInfo(_digits_builder, "embedding", "small CNN for 8x8 digits (~100k parameters)"),
-    "digits_cnn_small": ArchInfo(_digits_small_builder, "embedding", "half-width CNN, a smaller clonal/student"),
-    "resnet18": ArchInfo(_torchvision_builder("resnet18"), "avgpool", "torchvision ResNet-18"),
-    "resnet34": ArchInfo(_torchvision_builder("resnet34"), "avgpool", "torchvision ResNet-34"),
-    "resnet50": ArchInfo(_torchvision_builder("resnet50"), "avgpool", "torchvision ResNet-50"),
-    "mobilenet_v2": ArchInfo(_torchvision_builder("mobilenet_v2"), "features", "torchvision MobileNetV2"),
+    "digits_cnn": ArchInfo(_digits_builder, "embedding", "small CNN for 8x8 digits (~100k parameters)", "block1.0.weight"),
+    "digits_cnn_small": ArchInfo(_digits_small_builder, "embedding", "half-width CNN, a smaller clonal/student", "block1.0.weight"),
+    "resnet18": ArchInfo(_torchvision_builder("resnet18"), "avgpool", "torchvision ResNet-18", "conv1.weight"),
+    "resnet34": ArchInfo(_torchvision_builder("resnet34"), "avgpool", "torchvision ResNet-34", "conv1.weight"),
+    "resnet50": ArchInfo(_torchvision_builder("resnet50"), "avgpool", "torchvision ResNet-50", "conv1.weight"),
+    "mobilenet_v2": ArchInfo(_torchvision_builder("mobilenet_v2"), "features", "torchvision MobileNetV2", "features.0.0.weight"),
 }
 
 

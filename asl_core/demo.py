@@ -1,0 +1,109 @@
+"""The embedded demo: baseline, ASLoss, ClonalNet and KD checkpoints on ``digits-hard``.
+
+    python -m asl_core.demo            # train what is missing, print the metrics side by side
+    python -m asl_core.demo --serve    # ... then start the app on localhost
+
+Checkpoints that exist and load are reused; a broken one is retrained (the old file is
+only replaced once the new one is complete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .data import get_spec, long_tail_counts
+from .errors import CheckpointError, UserError, cli_entry
+from .train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DATASET = "digits-hard"
+# name -> method; clonal and kd learn from the demo baseline
+DEMO_MODELS = {"baseline": "baseline", "asloss": "asloss", "clonal": "clonal", "kd": "kd"}
+
+
+def default_folder() -> Path:
+    return Path(os.environ.get("ASL_LENS_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def ensure_demo_checkpoints(folder: Path, force: bool = False, progress: bool = True, epochs: int | None = None) -> dict[str, Path]:
+    """Train the demo checkpoints that are missing (or unreadable); return name -> path."""
+    spec = get_spec(DEMO_DATASET)
+    paths: dict[str, Path] = {}
+    baseline = None
+    for name, method in DEMO_MODELS.items():
+        path = checkpoint_path(folder / name)
+        paths[name] = path
+        if path.exists() and not force:
+            try:
+                ck = load_checkpoint(path)
+                if name == "baseline":
+                    baseline = ck
+                continue
+            except CheckpointError as exc:
+                print(f"{path.name} cannot be read ({exc}); training it again", file=sys.stderr)
+        cfg = TrainConfig(method=method, **({"epochs": epochs} if epochs else {}))
+        print(f"training the demo {name} model on {DEMO_DATASET} ...", file=sys.stderr, flush=True)
+        result = train(cfg, spec, teacher=baseline if method in ("clonal", "kd") else None, progress=progress, name=name)
+        save_checkpoint(result.model, result.meta, path)
+        if name == "baseline":
+            baseline = load_checkpoint(path)
+    return paths
+
+
+def tail_classes(num_classes: int, k: int = 3) -> list[int]:
+    """The k classes with the fewest training samples in the demo dataset."""
+    spec = get_spec(DEMO_DATASET)
+    counts = long_tail_counts(spec.samples_per_class or 1, num_classes, spec.imbalance)
+    return sorted(range(num_classes), key=lambda c: (counts[c], c))[:k]
+
+
+def metrics_table(paths: dict[str, Path]) -> str:
+    rows = [f"{'model':<10} {'val acc':>8} {'val F1':>8} {'test acc':>9} {'test F1':>8} {'tail-3 recall':>14}"]
+    for name, path in paths.items():
+        meta = load_checkpoint(path).meta
+        v, t = meta.metrics["val"], meta.metrics["test"]
+        tail = sum(t["per_class_recall"][c] for c in tail_classes(meta.num_classes)) / 3
+        rows.append(f"{name:<10} {v['accuracy']:>8.4f} {v['macro_f1']:>8.4f} {t['accuracy']:>9.4f} {t['macro_f1']:>8.4f} {tail:>14.4f}")
+    return "\n".join(rows)
+
+
+def serve(port: int, folder: Path) -> int:
+    app = ROOT / "app.py"
+    if not app.exists():
+        raise UserError("app.py is missing from this checkout")
+    env = dict(os.environ, ASL_LENS_CHECKPOINTS=str(folder))
+    print(f"ASL Lens: open http://localhost:{port} in a browser (Ctrl+C stops the app)", flush=True)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address", "localhost",
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    try:
+        return subprocess.call(cmd, cwd=ROOT, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m asl_core.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--folder", type=Path, default=None, help="checkpoint folder (default: checkpoints/ or $ASL_LENS_CHECKPOINTS)")
+    p.add_argument("--force", action="store_true", help="retrain even if the checkpoints exist")
+    p.add_argument("--serve", action="store_true", help="start the app afterwards")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    folder = args.folder or default_folder()
+    paths = ensure_demo_checkpoints(folder, force=args.force, progress=not args.quiet)
+    print(f"demo checkpoints on {DEMO_DATASET} in {folder}:")
+    print(metrics_table(paths))
+    if args.serve:
+        return serve(args.port, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

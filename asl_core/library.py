@@ -1,0 +1,216 @@
+"""The checkpoint library: a folder of our ``.safetensors`` checkpoints.
+
+Untrusted files (browser uploads, files from elsewhere) join it only through
+:func:`import_checkpoint`: size-checked, loaded with the safe loaders, validated against
+the architecture, converted to our format and written atomically under a sanitised name.
+Nothing in the library changes unless the whole import succeeds.
+
+    python -m asl_core.library list [--folder checkpoints]
+    python -m asl_core.library import FILE [--arch resnet18 --num-classes 10 --dataset digits --name NAME]
+    python -m asl_core.library check FILE [--arch ... --num-classes ...]
+    python -m asl_core.library delete NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import (
+    CHECKPOINT_SUFFIX,
+    FOREIGN_SUFFIXES,
+    MAX_CHECKPOINT_BYTES,
+    CheckpointMeta,
+    LoadedCheckpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .data import PRESETS, DatasetSpec, get_spec
+from .errors import CheckpointError, UserError, cli_entry
+
+ACCEPTED_SUFFIXES = (CHECKPOINT_SUFFIX, *FOREIGN_SUFFIXES)
+_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_folder() -> Path:
+    return Path(os.environ.get("ASL_LENS_CHECKPOINTS", Path(__file__).resolve().parents[1] / "checkpoints"))
+
+
+def max_upload_bytes() -> int:
+    try:
+        mb = float(os.environ.get("ASL_LENS_MAX_UPLOAD_MB", "200"))
+    except ValueError:
+        mb = 200.0
+    return int(min(mb * 2**20, MAX_CHECKPOINT_BYTES))
+
+
+def safe_name(raw: str) -> str:
+    """A file stem safe to join to the library folder: the last path component only, ASCII
+    letters, digits, ``._-``; no leading dots; at most 80 characters. Raises if nothing is left."""
+    base = re.split(r"[\\/]", str(raw))[-1]
+    for suffix in ACCEPTED_SUFFIXES:
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    base = _NAME_OK.sub("_", base).strip("._-")[:80]
+    if not base:
+        raise UserError(f"{raw!r} is not usable as a checkpoint name; use letters, digits, '.', '_' or '-'")
+    return base
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    path: Path
+    meta: CheckpointMeta
+    renamed_from: str | None = None  # the asked-for name when it was taken or unsafe
+
+
+def _check_suffix(filename: str) -> None:
+    if not filename.lower().endswith(ACCEPTED_SUFFIXES):
+        raise CheckpointError(f"{filename!r}: expected one of {', '.join(ACCEPTED_SUFFIXES)}")
+
+
+def validate_file(
+    path: Path, filename: str | None = None, arch: str | None = None, num_classes: int | None = None,
+    dataset: str | DatasetSpec | None = None, max_bytes: int | None = None,
+) -> LoadedCheckpoint:
+    """Load and validate an untrusted file without touching the library. Foreign weights
+    get ``arch``/``num_classes``/``dataset`` from the caller (the upload form)."""
+    _check_suffix(filename or path.name)
+    ck = load_checkpoint(path, arch=arch, num_classes=num_classes, max_bytes=max_bytes or max_upload_bytes())
+    if ck.meta.source == "foreign" and dataset is not None:
+        spec = dataset if isinstance(dataset, DatasetSpec) else get_spec(dataset)
+        meta = _with_dataset(ck.meta, spec)
+        ck = LoadedCheckpoint(model=ck.model, meta=meta, path=ck.path)
+    return ck
+
+
+def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec) -> CheckpointMeta:
+    """Attach a dataset to foreign weights: class names, input shape and normalisation
+    come from that dataset's training split."""
+    from .data import build_splits
+
+    splits = build_splits(spec)
+    if splits.num_classes != meta.num_classes:
+        raise CheckpointError(f"the weights have {meta.num_classes} classes; dataset {spec.name!r} has {splits.num_classes}")
+    if splits.input_shape[0] != meta.in_channels:
+        raise CheckpointError(f"the weights take {meta.in_channels}-channel images; dataset {spec.name!r} has {splits.input_shape[0]}")
+    return dataclasses.replace(meta, dataset=spec.to_dict(), class_names=splits.class_names,
+                               input_shape=splits.input_shape, mean=splits.mean, std=splits.std)
+
+
+def _free_name(folder: Path, stem: str) -> str:
+    if not (folder / f"{stem}{CHECKPOINT_SUFFIX}").exists():
+        return stem
+    for i in range(2, 10_000):
+        candidate = f"{stem}-{i}"
+        if not (folder / f"{candidate}{CHECKPOINT_SUFFIX}").exists():
+            return candidate
+    raise UserError(f"too many checkpoints named {stem!r}")
+
+
+def import_checkpoint(
+    source: Path | bytes, filename: str, folder: Path | None = None, name: str | None = None,
+    arch: str | None = None, num_classes: int | None = None, dataset: str | DatasetSpec | None = None,
+    overwrite: bool = False, max_bytes: int | None = None,
+) -> ImportResult:
+    """Validate an untrusted checkpoint and add it to the library in our format.
+
+    ``source`` is a path or the uploaded bytes; ``filename`` is the name it came with (only
+    its extension and a sanitised stem are used). An existing name is never overwritten
+    silently: without ``overwrite`` the new file gets a ``-2``, ``-3`` ... suffix, which
+    the result reports."""
+    folder = Path(folder or default_folder())
+    limit = max_bytes or max_upload_bytes()
+    _check_suffix(filename)
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) > limit:
+            raise CheckpointError(f"the file is {len(source) / 2**20:.1f} MiB, over the {limit / 2**20:.2f} MiB upload limit")
+        suffix = Path(filename).suffix.lower()
+        # the upload is checked from a private temporary file, never inside the library
+        with tempfile.TemporaryDirectory(prefix="asl-upload-") as tmp:
+            tmp_path = Path(tmp) / f"upload{suffix}"
+            tmp_path.write_bytes(bytes(source))
+            ck = validate_file(tmp_path, filename, arch, num_classes, dataset, limit)
+    else:
+        ck = validate_file(Path(source), filename, arch, num_classes, dataset, limit)
+    wanted = safe_name(name or filename)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = wanted if overwrite else _free_name(folder, wanted)
+    meta = dataclasses.replace(ck.meta, name=stem)
+    if meta.source == "foreign":
+        meta = dataclasses.replace(meta, content_hash="", created="", versions={})
+    path = save_checkpoint(ck.model, meta, folder / stem)
+    renamed = (name or filename) if stem != (name or Path(filename).stem) else None
+    return ImportResult(path=path, meta=load_checkpoint(path).meta, renamed_from=renamed)
+
+
+def delete_checkpoint(name: str, folder: Path | None = None) -> Path:
+    """Remove one checkpoint from the library by name (sanitised; never outside the folder)."""
+    folder = Path(folder or default_folder())
+    path = folder / f"{safe_name(name)}{CHECKPOINT_SUFFIX}"
+    if not path.is_file():
+        raise UserError(f"no checkpoint named {name!r} in {folder}")
+    path.unlink()
+    return path
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m asl_core.library", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--folder", type=Path, default=None, help="library folder (default checkpoints/ or $ASL_LENS_CHECKPOINTS)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the library")
+    for cmd in ("import", "check"):
+        q = sub.add_parser(cmd, help=f"{cmd} a checkpoint file")
+        q.add_argument("file", type=Path)
+        q.add_argument("--arch", help="architecture of foreign weights (resnet18, digits_cnn, ...)")
+        q.add_argument("--num-classes", type=int)
+        q.add_argument("--dataset", choices=tuple(PRESETS), help="dataset preset the foreign weights were trained on")
+        if cmd == "import":
+            q.add_argument("--name", help="name in the library (default: the file name, sanitised)")
+            q.add_argument("--overwrite", action="store_true")
+    q = sub.add_parser("delete", help="delete a checkpoint from the library")
+    q.add_argument("name")
+    args = p.parse_args(argv)
+    folder = args.folder or default_folder()
+    if args.command == "list":
+        for path in list_checkpoints(folder):
+            try:
+                m = load_checkpoint(path).meta
+                t = m.metrics.get("test", {})
+                print(f"{path.stem:<24} {m.method:<9} {m.arch:<14} test acc {t.get('accuracy', float('nan')):.4f}")
+            except CheckpointError as exc:
+                print(f"{path.stem:<24} unreadable: {exc}")
+        return 0
+    if args.command == "delete":
+        print(f"deleted {delete_checkpoint(args.name, folder)}")
+        return 0
+    if not args.file.is_file():
+        raise UserError(f"file not found: {args.file}")
+    if args.command == "check":
+        ck = validate_file(args.file, args.file.name, args.arch, args.num_classes, args.dataset)
+        print(f"ok: {ck.meta.arch}, {ck.meta.num_classes} classes, method {ck.meta.method}, hash {ck.meta.content_hash[:12]}")
+        return 0
+    result = import_checkpoint(args.file, args.file.name, folder, name=args.name, arch=args.arch, num_classes=args.num_classes,
+                               dataset=args.dataset, overwrite=args.overwrite)
+    note = f" (the name {result.renamed_from!r} was taken or unsafe)" if result.renamed_from else ""
+    print(f"imported {result.path}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
