@@ -22,9 +22,9 @@ rows = library.library_rows(entries)
 st.caption(f"Library folder: `{folder}` · {len(rows)} checkpoint(s)")
 
 if rows:
+    columns = ["name", "method", "architecture", "dataset", "test accuracy", "test macro-F1", "created", "file"]
     st.dataframe(rows, hide_index=True, width="stretch",
-                 column_order=["name", "method", "architecture", "dataset", "test accuracy", "test macro-F1", "created",
-                               "file", "problem"])
+                 column_order=columns + (["problem"] if any(r["problem"] for r in rows) else []))
     files = [r["file"] for r in rows]
     chosen = st.selectbox("Checkpoint", files, key=S.CKPT_SELECT)
     meta = dict(entries)[folder / chosen] if chosen else None
