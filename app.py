@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import library, nav, settings
-from ui.state import init_state
+from ui import library, page, settings
 
-st.set_page_config(page_title="ASL Lens", layout="wide")
-init_state()
-nav.sidebar()
+page.setup("ASL Lens")
 
 st.title("ASL Lens")
 st.markdown(

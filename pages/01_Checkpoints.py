@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from asl_core.models import ARCHITECTURES
 from asl_core.figures import history_figure
-from ui import nav, history, library, settings
+from asl_core.models import ARCHITECTURES
+from ui import history, library, page, settings
 from ui import state as S
 from ui.errors import attempt
 
-st.set_page_config(page_title="Checkpoints · ASL Lens", layout="wide")
-S.init_state()
-nav.sidebar()
+page.setup("Checkpoints")
 st.title("Checkpoints")
 S.show_flash()
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from asl_core.models import embedding_layer, list_layers
-from ui import nav, analysis, images, library, selection, settings, views, widgets
+from ui import analysis, images, library, page, selection, settings, views, widgets
 from ui import state as S
 from ui.errors import user_errors
 
-st.set_page_config(page_title="Explore · ASL Lens", layout="wide")
-S.init_state()
-nav.sidebar()
+page.setup("Explore")
 st.title("Explore a model")
 
 files = [p.name for p in library.list_checkpoints(settings.checkpoints_dir())]

@@ -7,13 +7,11 @@ import streamlit as st
 
 from asl_core.figures import delta_figure, layer_metrics_figure
 from asl_core.models import embedding_layer
-from ui import nav, analysis, downloads, images, library, settings, views, widgets
+from ui import analysis, downloads, images, library, page, settings, views, widgets
 from ui import state as S
 from ui.errors import user_errors
 
-st.set_page_config(page_title="Compare · ASL Lens", layout="wide")
-S.init_state()
-nav.sidebar()
+page.setup("Compare")
 st.title("Compare models")
 
 folder = settings.checkpoints_dir()
@@ -23,7 +21,7 @@ if len(files) < 2:
     st.stop()
 
 with st.sidebar, user_errors():
-    chosen = st.multiselect("Models (first = reference)", files, default=library.default_comparison(files),
+    chosen = st.multiselect("Models (first = reference)", files, default=library.default_comparison(files, st.query_params.get("models")),
                             max_selections=3, key=S.CMP_MODELS)
     if len(chosen) < 2:
         st.warning("Pick 2 or 3 models.")

@@ -149,8 +149,14 @@ def delete_checkpoint(folder: Path, file_name: str) -> None:
 DEMO_MODELS = ("baseline", "asloss", "clonal")
 
 
-def default_comparison(files: list[str]) -> list[str]:
-    """The demo trio when present, else the first three files."""
+def default_comparison(files: list[str], asked: str | None = None) -> list[str]:
+    """``asked`` (a link's ``?models=a,b``) when those are in the library, else the demo trio
+    when present, else the first three files."""
+    if asked:
+        wanted = [f"{safe}{CHECKPOINT_SUFFIX}" for safe in (n.strip() for n in asked.split(",")) if safe]
+        wanted = [f for f in wanted if f in files][:3]
+        if len(wanted) >= 2:
+            return wanted
     demo = [f"{n}{CHECKPOINT_SUFFIX}" for n in DEMO_MODELS if f"{n}{CHECKPOINT_SUFFIX}" in files]
     return demo if len(demo) >= 2 else files[:3]
 

@@ -14,6 +14,7 @@ from ui import selection
 from ui import state as S
 
 SCATTER_HEIGHT = 460
+SVG_MAX_POINTS = 5000
 
 
 def _remember(source: tuple[str, int], prefix: str):
@@ -40,10 +41,24 @@ def scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], c
         fig = scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], class_names, color_by=color_by,
                              highlight=None if (highlight is None or source == i) else highlight, title=title,
                              hover_index=v["index"])
+        fig = svg_when_small(fig, len(v["coords"]))
         fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep")
         with col:
             st.plotly_chart(fig, key=S.scatter_key(prefix, i), on_select=_remember(("scatter", i), prefix),
                             selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+
+
+def svg_when_small(fig: go.Figure, n: int) -> go.Figure:
+    """SVG markers below ``SVG_MAX_POINTS``: a WebGL context per chart costs more than drawing a
+    few thousand SVG points, most of all on machines without a GPU; WebGL stays for big views."""
+    if n > SVG_MAX_POINTS:
+        return fig
+    traces = []
+    for tr in fig.data:
+        spec = tr.to_plotly_json()
+        spec.pop("type", None)
+        traces.append(go.Scatter(**spec))
+    return go.Figure(data=traces, layout=fig.layout)
 
 
 def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_names, prefix: str,
