@@ -65,7 +65,7 @@ st.subheader("Confusion matrices")
 st.caption("Click a cell: its samples (true = row, predicted = column) are highlighted in every view and listed below.")
 normalized = st.toggle("Row-normalised", key=S.CMP_NORMALIZED)
 views.confusion_row([m.confusion_normalized if normalized else m.confusion for m in cmp.models], names, cmp.class_names,
-                    S.CMP_PREFIX, normalized=normalized)
+                    S.CMP_PREFIX, normalized=normalized, cell=views.clicked_cell(cmp, S.CMP_PREFIX))
 
 st.subheader(listing_title, anchor="highlighted")
 if highlight:

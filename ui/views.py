@@ -72,12 +72,16 @@ def light_when_big(fig: go.Figure, n: int) -> go.Figure:
 
 
 def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_names, prefix: str,
-                  normalized: bool = False) -> None:
-    """Confusion matrices side by side; clicking a cell makes it the highlight source."""
+                  normalized: bool = False, cell: tuple[int, int] | None = None) -> None:
+    """Confusion matrices side by side; clicking a cell makes it the highlight source.
+    ``cell`` (true, pred) is outlined in every matrix."""
     cols = st.columns(len(matrices))
     for i, (col, cm, title) in enumerate(zip(cols, matrices, titles)):
         fig = clickable_cells(confusion_figure(cm, class_names, normalized=normalized, title=title), cm, class_names)
         fig.update_layout(height=420, clickmode="event+select", dragmode=False)
+        if cell is not None:
+            t, p = cell
+            fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5, line={"color": "#d62728", "width": 3})
         with col:
             st.plotly_chart(fig, key=S.confusion_key(prefix, i), on_select=_remember(("cell", i), prefix),
                             selection_mode=("points",), config={"displaylogo": False})
@@ -105,6 +109,14 @@ def clickable_cells(fig: go.Figure, cm: np.ndarray, class_names) -> go.Figure:
 
 def selected_cell(prefix: str, i: int, class_names) -> tuple[int, int] | None:
     return selection.heatmap_cell(st.session_state.get(S.confusion_key(prefix, i)), class_names)
+
+
+def clicked_cell(cmp, prefix: str) -> tuple[int, int] | None:
+    """(true, pred) of the confusion cell that drives the highlight, if one does."""
+    source = highlight_source(prefix)
+    if source is None or source[0] != "cell" or source[1] >= len(cmp.models):
+        return None
+    return selected_cell(prefix, source[1], cmp.class_names)
 
 
 def highlight(cmp, prefix: str) -> tuple[list[int] | None, str, int | None]:
