@@ -81,7 +81,7 @@ def open_and_time(page, url: str, charts: int, timeout_ms: int = 180_000) -> flo
 
 def bench_compare(folder: Path, models: str, runs: int) -> dict[str, list[float]]:
     n_models = len(models.split(","))
-    charts = 2 * n_models + (n_models - 1) + 1  # scatters, confusions, deltas, layer bars
+    charts = 2 * n_models + (n_models - 1)  # scatters, confusions, deltas
     url_path = f"/Compare?models={models}"
     res: dict[str, list[float]] = {"cold (new server, empty cache)": [], "cold cache (warm server)": [],
                                    "warm (second visit)": [], "warm disk (restarted server)": []}
@@ -120,7 +120,11 @@ def bench_scatter(points: int, runs: int) -> dict[str, list[float]]:
                 res.setdefault(f"lasso {label}: the drag gesture itself", []).append(t0 - t_gesture)
                 page.wait_for_function("(b) => { const h = document.querySelector('h3'); return h && h.innerText !== b "
                                        "&& /selected [1-9]/.test(h.innerText); }", arg=before, timeout=180_000, polling=50)
-                page.wait_for_function(DRAWN_JS, arg=2, timeout=180_000, polling=50)
+                # view 1 redrawn with the highlight: its markers carry per-point opacities
+                page.wait_for_function("() => { const g = document.querySelectorAll('.js-plotly-plot')[1]; "
+                                       "return g && g.data && Array.isArray(g.data[0].marker.opacity) "
+                                       "&& g._fullLayout && !document.querySelector('[data-testid=\\"stStatusWidget\\"]'); }",
+                                       timeout=180_000, polling=50)
                 elapsed = time.perf_counter() - t0
                 n_sel = int(page.locator("h3").first.inner_text().split()[1])
                 key = f"lasso {label}: mouse-up -> other view highlighted"

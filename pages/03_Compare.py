@@ -88,7 +88,8 @@ st.subheader("Separability per layer (full-dimensional features)")
 table = cmp.layer_table()
 st.dataframe(table, hide_index=True, width="stretch")
 layer_fig = layer_metrics_figure(table)
-st.plotly_chart(layer_fig, key="cmp_layer_metrics")
+if st.toggle("Show as bars", key=S.CMP_LAYER_BARS):  # five subplots: drawn on request to keep the page quick
+    st.plotly_chart(layer_fig, key="cmp_layer_metrics")
 
 st.subheader("Downloads")
 downloads.buttons(cmp, views.figures_for_download(view_arrays, titles, cmp, color_by, normalized) + [layer_fig])

@@ -150,7 +150,9 @@ def test_compare_defaults_and_downloads(app_env):
     assert at.multiselect(key=S.CMP_MODELS).value == ["baseline.safetensors", "asloss.safetensors", "clonal.safetensors"]
     heads = [s.value for s in at.subheader]
     assert {"asloss vs baseline", "clonal vs baseline", "Highlighted samples: none"} <= set(heads)
-    assert len(at.get("plotly_chart")) == 3 + 3 + 2 + 1  # scatters, confusions, deltas, layer bars
+    assert len(at.get("plotly_chart")) == 3 + 3 + 2  # scatters, confusions, deltas
+    at.toggle(key=S.CMP_LAYER_BARS).set_value(True).run()
+    assert len(at.get("plotly_chart")) == 3 + 3 + 2 + 1
     summary = at.dataframe[0].value
     assert list(summary["model"]) == ["baseline", "asloss", "clonal"]
     assert summary["McNemar p vs baseline"].notna().sum() == 2
@@ -160,7 +162,7 @@ def test_compare_defaults_and_downloads(app_env):
     assert not at.exception
     at.multiselect(key=S.CMP_MODELS).set_value(["clonal.safetensors", "baseline.safetensors"]).run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1
+    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1  # the bars toggle is still on
 
 
 def test_compare_needs_two(app_env):
