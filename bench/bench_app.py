@@ -35,6 +35,14 @@ DRAWN_JS = """(n) => {
          && !document.querySelector('[data-testid="stStatusWidget"]');
 }"""
 
+# highlighted points in view 1: markers with the engine's bright opacity (0.95); -1 before any highlight
+BRIGHT_JS = """() => { const g = document.querySelectorAll('.js-plotly-plot')[1];
+  if (!g || !g.data) return -2;
+  let n = 0, any = false;
+  for (const t of g.data) { const o = t.marker && t.marker.opacity;
+    if (Array.isArray(o)) { any = true; for (const v of o) if (v > 0.9) n++; } }
+  return any ? n : -1; }"""
+
 SCATTER_PAGE = '''"""Bench-only page: the Compare scatter row with synthetic points (not part of the app)."""
 import numpy as np
 import streamlit as st
@@ -114,6 +122,7 @@ def bench_scatter(points: int, runs: int) -> dict[str, list[float]]:
             for label, margin in (("small", 0.44), ("large", 0.3)):
                 page.wait_for_timeout(500)
                 before = page.locator("h3").first.inner_text()
+                bright_before = page.evaluate(BRIGHT_JS)
                 t_gesture = time.perf_counter()
                 lasso_all(page, 0, margin=margin)
                 t0 = time.perf_counter()
@@ -121,10 +130,7 @@ def bench_scatter(points: int, runs: int) -> dict[str, list[float]]:
                 page.wait_for_function("(b) => { const h = document.querySelector('h3'); return h && h.innerText !== b "
                                        "&& /selected [1-9]/.test(h.innerText); }", arg=before, timeout=180_000, polling=50)
                 # view 1 redrawn with the highlight: its markers carry per-point opacities
-                page.wait_for_function("() => { const g = document.querySelectorAll('.js-plotly-plot')[1]; "
-                                       "return g && g.data && Array.isArray(g.data[0].marker.opacity) "
-                                       "&& g._fullLayout && !document.querySelector('[data-testid=\\"stStatusWidget\\"]'); }",
-                                       timeout=180_000, polling=50)
+                page.wait_for_function(f"(b) => ({BRIGHT_JS})() !== b", arg=bright_before, timeout=180_000, polling=50)
                 elapsed = time.perf_counter() - t0
                 n_sel = int(page.locator("h3").first.inner_text().split()[1])
                 key = f"lasso {label}: mouse-up -> other view highlighted"
