@@ -90,17 +90,18 @@ def build_report(comparison: Comparison) -> str:
         parts.append(f"<div class='cell'>{fig(confusion_figure(m.confusion_normalized, names, True, f'{m.name}: row-normalised'))}</div>")
     parts.append("</div>")
 
-    for m in cmp.models[1:]:
-        parts.append(f"<h2 id='delta'>{html.escape(m.name)} vs {html.escape(ref.name)}</h2><div class='row'>")
+    for i, m in enumerate(cmp.models[1:]):
+        sfx = "" if i == 0 else f"-{i + 1}"  # unique anchors with a third model
+        parts.append(f"<h2 id='delta{sfx}'>{html.escape(m.name)} vs {html.escape(ref.name)}</h2><div class='row'>")
         parts.append(f"<div class='cell'>{fig(delta_figure(m.delta, names, f'confusion delta ({m.name} - {ref.name}, counts)'))}</div>")
         parts.append(f"<div class='cell'>{fig(delta_figure(m.delta_normalized, names, 'delta (row-normalised)'))}</div></div>")
-        mc = m.mcnemar
-        parts.append(f"<h3 id='mcnemar'>McNemar exact test</h3><p>{ref.name} right and {m.name} wrong: b = {mc['b']}; "
-                     f"{ref.name} wrong and {m.name} right: c = {mc['c']}; exact two-sided p = {mc['pvalue']:.4g} "
+        mc, a, b = m.mcnemar, html.escape(ref.name), html.escape(m.name)
+        parts.append(f"<h3 id='mcnemar{sfx}'>McNemar exact test</h3><p>{a} right and {b} wrong: b = {mc['b']}; "
+                     f"{a} wrong and {b} right: c = {mc['c']}; exact two-sided p = {mc['pvalue']:.4g} "
                      f"(n = {mc['n']}).</p>")
         flips = m.flips
         rows = [{"class": names[c], **{k: flips[k][c] for k in flips if k != "class"}} for c in flips["class"]]
-        parts.append("<h3 id='flips'>Flip table (per true class)</h3>" + _table(rows))
+        parts.append(f"<h3 id='flips{sfx}'>Flip table (per true class)</h3>" + _table(rows))
 
     parts.append("<h2 id='layers'>Representation metrics (full-dimensional features)</h2>")
     table = cmp.layer_table()

@@ -274,3 +274,26 @@ def from_user_coords(coords, X, labels=None, config: ProjectionConfig = Projecti
     notes = ["user-provided coordinates"]
     t = trust(_prepare(X, config), coords, labels, config, notes)
     return Projection(coords, np.arange(X.shape[0]), t, "; ".join(notes), "user", X.shape[0])
+
+
+class Projector:
+    """sklearn-style wrapper: ``Projector(method="umap", seed=0).fit(X, labels)`` then
+    ``embedding_`` ``[n, 2]``, ``sample_`` ``[n]``, ``trustworthiness_`` and ``note_``.
+    Keyword arguments are those of :class:`ProjectionConfig` (validated in ``fit``)."""
+
+    def __init__(self, **params) -> None:
+        self.params = params
+
+    def get_params(self, deep: bool = True) -> dict:
+        return dict(self.params)
+
+    def fit(self, X, labels=None) -> Projector:
+        config = ProjectionConfig(**self.params)
+        labels = np.zeros(np.asarray(X).shape[0], dtype=np.int64) if labels is None else labels
+        result = project(X, labels, config)
+        self.embedding_, self.sample_ = result.coords, result.sample
+        self.trustworthiness_, self.note_ = result.trustworthiness, result.note
+        return self
+
+    def fit_transform(self, X, labels=None) -> np.ndarray:
+        return self.fit(X, labels).embedding_
