@@ -229,12 +229,13 @@ def save_checkpoint(model_or_state: nn.Module | dict[str, torch.Tensor], meta: C
 def _sniff(head: bytes) -> str:
     if head[:2] == b"PK":
         return "torch-zip"
-    if head[:1] == b"\x80":
-        return "pickle"
+    # safetensors first: its little-endian header length can start with 0x80, a pickle's first byte
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
         if 0 < n < 100_000_000 and head[8:9] == b"{":
             return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
     return "unknown"
 
 

@@ -1,4 +1,4 @@
-"""Classification figures (METHODS.md section 4), computed with scikit-learn."""
+"""Classification and representation figures (METHODS.md section 4), computed with scikit-learn/scipy."""
 
 from __future__ import annotations
 
@@ -22,3 +22,141 @@ def classification_metrics(y_true, y_pred, num_classes: int) -> dict:
 def confusion(y_true, y_pred, num_classes: int) -> np.ndarray:
     """``[C, C]`` counts, rows are true classes."""
     return confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=list(range(num_classes)))
+
+
+# --------------------------------------------------------------------------- two models
+
+
+def confusion_normalized(cm) -> np.ndarray:
+    """``[C, C]`` counts -> rows summing to 1 (recall on the diagonal); empty rows stay 0."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+
+
+def delta_confusion(cm_a, cm_b) -> np.ndarray:
+    """``B - A`` for two ``[C, C]`` confusions (counts or normalised) of the same classes."""
+    a, b = np.asarray(cm_a), np.asarray(cm_b)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"confusions must be square and of equal shape, got {a.shape} and {b.shape}")
+    return b - a
+
+
+def _paired(y, pred_a, pred_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y, pa, pb = (np.asarray(v).astype(np.int64).ravel() for v in (y, pred_a, pred_b))
+    if not (y.shape == pa.shape == pb.shape):
+        raise ValueError(f"labels and both predictions need the same length, got {y.size}, {pa.size}, {pb.size}")
+    return y, pa == y, pb == y
+
+
+def flip_table(y, pred_a, pred_b, num_classes: int) -> dict[str, list[int]]:
+    """Per true class: ``n``, ``right_to_wrong`` (A right, B wrong), ``wrong_to_right`` (A wrong,
+    B right), ``both_right``, ``both_wrong`` and ``net`` (wrong_to_right - right_to_wrong).
+    A dict of equal-length lists (``pandas.DataFrame(table)`` makes it a table)."""
+    y, ra, rb = _paired(y, pred_a, pred_b)
+
+    def per_class(mask: np.ndarray) -> list[int]:
+        return np.bincount(y[mask], minlength=num_classes)[:num_classes].astype(int).tolist()
+
+    r2w, w2r = per_class(ra & ~rb), per_class(~ra & rb)
+    return {
+        "class": list(range(num_classes)),
+        "n": per_class(np.ones_like(ra)),
+        "right_to_wrong": r2w,
+        "wrong_to_right": w2r,
+        "both_right": per_class(ra & rb),
+        "both_wrong": per_class(~ra & ~rb),
+        "net": [w - r for w, r in zip(w2r, r2w)],
+    }
+
+
+def mcnemar(y, pred_a, pred_b) -> dict[str, float]:
+    """McNemar's exact test on paired predictions. ``b``: A right and B wrong; ``c``: A wrong
+    and B right; ``statistic``: min(b, c); ``pvalue``: two-sided exact binomial test of b
+    successes in b + c trials at 0.5 (1.0 when there are no discordant pairs)."""
+    from scipy.stats import binomtest
+
+    _, ra, rb = _paired(y, pred_a, pred_b)
+    b, c = int((ra & ~rb).sum()), int((~ra & rb).sum())
+    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+    return {"b": b, "c": c, "statistic": float(min(b, c)), "pvalue": min(p, 1.0), "n": int(ra.size)}
+
+
+# --------------------------------------------------------------------------- representation
+
+
+def knn_accuracy(X, y, k: int = 5) -> float:
+    """Leave-one-out k-NN accuracy (Euclidean; each sample's own row excluded; ties go to the
+    class with the nearer neighbours). ``X``: ``[N, D]``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(np.int64)
+    n = X.shape[0]
+    k = min(k, n - 1)
+    if k < 1:
+        return float("nan")
+    nn_idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X, return_distance=False)
+    # drop the sample itself wherever it appears (duplicates may push it out of first place)
+    is_self = nn_idx == np.arange(n)[:, None]
+    no_self = ~is_self.any(axis=1)
+    is_self[no_self, -1] = True  # self not among the k+1: drop the farthest instead
+    neigh = nn_idx[~is_self].reshape(n, k)
+    votes = np.zeros((n, int(y.max()) + 1))
+    weight = 1.0 + 1e-6 * (k - np.arange(k))  # nearer neighbours break ties; never outvote a count
+    np.add.at(votes, (np.repeat(np.arange(n), k), y[neigh].ravel()), np.tile(weight, n))
+    return float((votes.argmax(axis=1) == y).mean())
+
+
+def within_between_ratio(X, y, chunk: int = 1024) -> float:
+    """Mean Euclidean distance over pairs of the same class (i != j) divided by the mean over
+    pairs of different classes. Lower is better separated. ``O(N^2)`` time, ``O(chunk * N)`` memory."""
+    from scipy.spatial.distance import cdist
+
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+    within = between = 0.0
+    n_within = n_between = 0
+    for s in range(0, X.shape[0], chunk):
+        d = cdist(X[s : s + chunk], X)
+        same = y[s : s + chunk, None] == y[None, :]
+        within += d[same].sum()  # the diagonal adds zeros; it is taken out of the count below
+        between += d[~same].sum()
+        n_within += int(same.sum()) - min(chunk, X.shape[0] - s)
+        n_between += int((~same).sum())
+    if n_within == 0 or n_between == 0 or between == 0:
+        return float("nan")
+    return float((within / n_within) / (between / n_between))
+
+
+def separability(X, y, k: int = 5, max_samples: int = 5000, seed: int = 0) -> dict:
+    """How well classes separate in a full-dimensional representation ``X`` ``[N, D]``.
+
+    Davies-Bouldin and Calinski-Harabasz use every sample; silhouette, leave-one-out k-NN
+    accuracy and the within/between distance ratio are quadratic and use a stratified seeded
+    subsample of ``max_samples`` when ``N`` is larger (``n_used`` and ``note`` say so).
+    Undefined values (one class, too few samples) are NaN."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    from .projection import stratified_sample
+
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(np.int64)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"X must be [N, D] with N = len(y), got {X.shape} and {y.shape}")
+    n, n_labels = X.shape[0], np.unique(y).size
+    sub = stratified_sample(y, max_samples, seed)
+    Xs, ys = X[sub], y[sub]
+    ok_full = 2 <= n_labels < n
+    ok_sub = 2 <= np.unique(ys).size < len(sub)
+    nan = float("nan")
+    note = "" if len(sub) == n else (
+        f"silhouette, k-NN and distance ratio on a stratified sample of {len(sub)} of {n} (seed {seed})")
+    return {
+        "silhouette": float(silhouette_score(Xs, ys)) if ok_sub else nan,
+        "davies_bouldin": float(davies_bouldin_score(X, y)) if ok_full else nan,
+        "calinski_harabasz": float(calinski_harabasz_score(X, y)) if ok_full else nan,
+        "knn_accuracy": knn_accuracy(Xs, ys, k) if len(sub) > 1 else nan,
+        "within_between_ratio": within_between_ratio(Xs, ys) if ok_sub else nan,
+        "k": k,
+        "n": n,
+        "n_used": len(sub),
+        "note": note,
+    }

@@ -1,0 +1,189 @@
+"""Compare 1-3 models on the same data: features, aligned projections, classification
+metrics, per-layer separability and, against the first (reference) model, the confusion
+delta, the flip table and McNemar's test. Used by the app and by ``python -m asl_core.analyze``.
+
+    cmp = compare([load_checkpoint(a), load_checkpoint(b)], split="test", cache=DiskCache())
+    cmp.models[1].mcnemar["pvalue"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .cache import DiskCache, cached_features, cached_projections, checkpoint_hash
+from .checkpoint import LoadedCheckpoint
+from .data import DatasetSpec, Splits, build_splits
+from .errors import LayerError, UserError
+from .features import Features
+from .metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table, mcnemar,
+                      separability)
+from .models import embedding_layer, list_layers
+from .projection import Projection, ProjectionConfig
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class ModelAnalysis:
+    """One model's results. ``confusion`` ``[C, C]`` counts (rows true); ``separability``
+    ``{layer: {silhouette, davies_bouldin, ...}}``; ``delta`` (this minus reference, counts),
+    ``flips`` and ``mcnemar`` are ``None`` for the reference itself."""
+
+    name: str
+    method: str
+    arch: str
+    content_hash: str
+    features: Features
+    projection: Projection
+    metrics: dict[str, Any]
+    confusion: np.ndarray
+    confusion_normalized: np.ndarray
+    separability: dict[str, dict[str, Any]]
+    delta: np.ndarray | None = None
+    delta_normalized: np.ndarray | None = None
+    flips: dict[str, list[int]] | None = None
+    mcnemar: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``models[0]`` is the reference. ``layer`` is the projected layer; ``metric_layers`` the
+    layers with separability figures. ``notes`` gathers sampling and other caveats."""
+
+    models: tuple[ModelAnalysis, ...]
+    layer: str
+    metric_layers: tuple[str, ...]
+    split: str
+    class_names: tuple[str, ...]
+    projection_config: ProjectionConfig
+    dataset: dict[str, Any]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def reference(self) -> ModelAnalysis:
+        return self.models[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def layer_table(self) -> list[dict[str, Any]]:
+        """One row per (model, layer): name, layer, the separability figures, n_used."""
+        keys = ("silhouette", "davies_bouldin", "calinski_harabasz", "knn_accuracy", "within_between_ratio", "n_used")
+        return [{"model": m.name, "layer": layer, **{k: s[k] for k in keys}}
+                for m in self.models for layer, s in m.separability.items()]
+
+
+@lru_cache(maxsize=4)
+def _splits_for_key(key: str) -> Splits:
+    return build_splits(DatasetSpec.from_dict(json.loads(key)))
+
+
+def splits_for(spec: DatasetSpec) -> Splits:
+    """``build_splits(spec)``, kept in-process for the last few specs."""
+    return _splits_for_key(spec.key())
+
+
+def model_name(ckpt: LoadedCheckpoint, i: int) -> str:
+    return ckpt.meta.name or (ckpt.path.stem if ckpt.path else "") or f"model {i + 1}"
+
+
+def common_layers(ckpts: list[LoadedCheckpoint]) -> list[str]:
+    """Layer names every model has, in the first model's order."""
+    if not ckpts:
+        return []
+    shared = set.intersection(*(set(list_layers(c.model)) for c in ckpts))
+    return [name for name in list_layers(ckpts[0].model) if name in shared]
+
+
+def shared_spec(ckpts: list[LoadedCheckpoint]) -> DatasetSpec:
+    """The dataset every model was trained on; a ``UserError`` when one has none or they differ."""
+    names = [model_name(c, i) for i, c in enumerate(ckpts)]
+    for c, name in zip(ckpts, names):
+        if not c.meta.dataset:
+            raise UserError(f"{name} does not record its dataset (a foreign checkpoint?); analysis needs the data it was trained on")
+    specs = [DatasetSpec.from_dict(dict(c.meta.dataset)) for c in ckpts]
+    for spec, name in zip(specs[1:], names[1:]):
+        if spec.key() != specs[0].key():
+            a, b = specs[0].to_dict(), spec.to_dict()
+            diff = ", ".join(f"{k} {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k])
+            raise UserError(f"{name} was trained on different data than {names[0]} ({diff}); compare models of one dataset")
+    return specs[0]
+
+
+def compare(
+    ckpts: list[LoadedCheckpoint],
+    split: str = "test",
+    layer: str | None = None,
+    projection: ProjectionConfig = ProjectionConfig(),
+    cache: DiskCache | None = None,
+    progress: Progress | None = None,
+    metric_layers: list[str] | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+) -> Comparison:
+    """Analyse ``ckpts`` (first = reference) on ``split`` of their shared dataset.
+
+    ``layer`` (default: the reference's embedding layer) is projected and must exist in every
+    model; ``metric_layers`` (default ``[layer]``) get separability figures. ``progress(message,
+    fraction)`` is called as work proceeds."""
+    if not ckpts:
+        raise UserError("pick at least one model to analyse")
+    report = progress or (lambda message, fraction: None)
+    spec = shared_spec(ckpts)
+    report("building the dataset", 0.0)
+    splits = splits_for(spec)
+    for i, c in enumerate(ckpts):
+        if c.meta.num_classes != splits.num_classes:
+            raise UserError(f"{model_name(c, i)} has {c.meta.num_classes} classes; its dataset has {splits.num_classes}")
+    shared = common_layers(ckpts)
+    layer = layer or embedding_layer(ckpts[0].meta.arch)
+    metric_layers = list(dict.fromkeys(metric_layers or [layer]))
+    for name in [layer, *metric_layers]:
+        if name not in shared:
+            raise LayerError(f"layer {name!r} is not in every model; layers all of them have: {', '.join(shared)}")
+    wanted = list(dict.fromkeys([layer, *metric_layers]))
+    names = _unique([model_name(c, i) for i, c in enumerate(ckpts)])
+    steps = 2 * len(ckpts) + 1
+    feats: list[Features] = []
+    for i, c in enumerate(ckpts):
+        report(f"extracting features of {names[i]}", (i + 0.5) / steps)
+        feats.append(cached_features(cache, c, spec, split, wanted, splits=splits, device=device, batch_size=batch_size))
+    labels = feats[0].labels
+    report(f"projecting {layer} with {projection.method}", (len(ckpts) + 0.5) / steps)
+    projs = cached_projections(cache, ckpts, spec, split, layer, projection, [f.layers[layer] for f in feats], labels)
+    c_num = splits.num_classes
+    ref_pred, ref_cm = feats[0].preds, confusion(labels, feats[0].preds, c_num)
+    models = []
+    for i, (c, f, p) in enumerate(zip(ckpts, feats, projs)):
+        report(f"measuring {names[i]}", (len(ckpts) + 1 + i + 0.5) / steps)
+        cm = confusion(labels, f.preds, c_num)
+        sep = {name: separability(f.layers[name], labels, seed=projection.seed) for name in metric_layers}
+        paired: dict[str, Any] = {}
+        if i > 0:
+            paired = dict(delta=delta_confusion(ref_cm, cm),
+                          delta_normalized=delta_confusion(confusion_normalized(ref_cm), confusion_normalized(cm)),
+                          flips=flip_table(labels, ref_pred, f.preds, c_num), mcnemar=mcnemar(labels, ref_pred, f.preds))
+        models.append(ModelAnalysis(
+            name=names[i], method=c.meta.method, arch=c.meta.arch, content_hash=checkpoint_hash(c), features=f,
+            projection=p, metrics=classification_metrics(labels, f.preds, c_num), confusion=cm,
+            confusion_normalized=confusion_normalized(cm), separability=sep, **paired))
+    notes = [n for n in dict.fromkeys([projs[0].note] + [s["note"] for s in models[0].separability.values()]) if n]
+    notes += [f"{names[i]}: {n}" for i, f in enumerate(feats) for n in f.notes]
+    report("done", 1.0)
+    return Comparison(models=tuple(models), layer=layer, metric_layers=tuple(metric_layers), split=split,
+                      class_names=tuple(splits.class_names), projection_config=projection, dataset=spec.to_dict(),
+                      notes=tuple(notes))
+
+
+def _unique(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        out.append(n if n not in out else f"{n} ({len(out) + 1})")
+    return out

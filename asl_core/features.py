@@ -1,0 +1,211 @@
+"""Feature extraction: per-layer representations, logits and predictions of one model on one split.
+
+Conv maps are global-average-pooled by the forward hooks (``LayerTap``) on the device, so
+only ``[B, D]`` rows ever cross to the host. On CUDA the inputs go through pinned memory
+with non-blocking copies and the outputs land in pinned host buffers; a CUDA out-of-memory
+error halves the batch and retries (logged, and recorded in ``Features.oom_retries``).
+
+    feats = extract_features(ckpt, splits.test, ["block3", "embedding"], split_name="test")
+    feats.layers["embedding"]   # [N, 64] float32
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import LoadedCheckpoint
+from .data import Split, normalize
+from .errors import UserError
+from .models import LayerTap, resolve_layers
+from .train import pick_device
+
+log = logging.getLogger(__name__)
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Features:
+    """What one model computes on one split. ``N`` samples, ``C`` classes.
+
+    ``layers``: ``{name: [N, D] float32}`` in the requested order; ``logits``: ``[N, C]`` float32;
+    ``preds``: ``[N]`` int64; ``confidence``: ``[N]`` max softmax; ``labels``: ``[N]`` int64;
+    ``index``: ``[N]`` sample index in the source dataset. ``batch_size`` is the batch size
+    finally used and ``oom_retries`` how many times it was halved after running out of memory."""
+
+    layers: dict[str, np.ndarray]
+    logits: np.ndarray
+    preds: np.ndarray
+    confidence: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+    split: str = ""
+    batch_size: int = 0
+    oom_retries: int = 0
+    device: str = "cpu"
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def correct(self) -> np.ndarray:
+        """``[N]`` bool."""
+        return self.preds == self.labels
+
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.Lock:
+    """One lock per model object: hooks, eval mode and device moves are model-wide state, so two
+    threads (two app sessions sharing a cached model) must not extract from it at once."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+        return lock
+
+
+def _default_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def extract_features(
+    ckpt: LoadedCheckpoint,
+    split: Split,
+    layers: list[str],
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    amp: str | None = None,
+    channels_last: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    split_name: str = "",
+    forward: Forward | None = None,
+) -> Features:
+    """Run ``ckpt.model`` over ``split`` (``x`` ``[N, C, H, W]`` in [0, 1], normalised here with
+    the checkpoint's mean/std) and keep the pooled outputs of ``layers``.
+
+    ``amp`` (``"bf16"``/``"fp16"``) and ``channels_last`` apply on CUDA only. ``forward`` replaces
+    ``model(x)``; tests use it to simulate running out of memory. Unknown layers raise a
+    ``LayerError`` (a ``ValueError``) that lists the valid names. The model's train/eval mode
+    and device are restored afterwards."""
+    if amp not in (None, "bf16", "fp16"):
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    layers = list(dict.fromkeys(layers))  # unique, in order
+    model = ckpt.model
+    resolve_layers(model, layers)  # fail on unknown names before any work
+    meta = ckpt.meta
+    if tuple(split.x.shape[1:2]) != tuple(meta.input_shape[:1]):
+        raise UserError(f"the model expects {meta.input_shape[0]} input channels; the data has {split.x.shape[1]}")
+    dev = pick_device(device) if isinstance(device, str) else device
+    n = len(split)
+    if n == 0:
+        raise UserError("the split is empty")
+    with model_lock(model):
+        buffers, bs, notes = _run_batches(model, split, layers, meta.mean, meta.std, dev, batch_size, amp, channels_last,
+                                          progress, forward or _default_forward)
+    return Features(
+        layers={name: buffers[f"layer:{name}"].numpy().astype(np.float32, copy=False) for name in layers},
+        logits=buffers["logits"].numpy(),
+        preds=buffers["pred"].numpy().astype(np.int64),
+        confidence=buffers["conf"].numpy(),
+        labels=split.y.numpy().astype(np.int64),
+        index=split.index.numpy().astype(np.int64),
+        split=split_name,
+        batch_size=bs,
+        oom_retries=len(notes),
+        device=str(dev),
+        notes=tuple(notes),
+    )
+
+
+def _run_batches(
+    model: nn.Module,
+    split: Split,
+    layers: list[str],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    dev: torch.device,
+    batch_size: int,
+    amp: str | None,
+    channels_last: bool,
+    progress: Callable[[int, int], None] | None,
+    forward: Forward,
+) -> tuple[dict[str, torch.Tensor], int, list[str]]:
+    """The batch loop. Returns host buffers (``layer:NAME`` ``[N, D]``, ``logits``, ``conf``,
+    ``pred``), the batch size finally used and one note per out-of-memory retry."""
+    n, on_cuda = len(split), dev.type == "cuda"
+    was_training, home = model.training, _model_device(model)
+    use_cl = channels_last and on_cuda
+    autocast = torch.autocast("cuda", dtype=AMP_DTYPES[amp]) if (amp and on_cuda) else contextlib.nullcontext()
+    buffers: dict[str, torch.Tensor] = {}
+    notes: list[str] = []
+    bs = batch_size
+    model.eval()
+    model.to(dev)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode(), LayerTap(model, layers, pool=True, detach=True) as tap:
+            start = 0
+            while start < n:
+                xb = split.x[start : start + bs]
+                if on_cuda:
+                    xb = xb.pin_memory().to(dev, non_blocking=True)
+                xb = normalize(xb.to(dev, torch.float32), mean, std)
+                if use_cl:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                tap.outputs.clear()
+                try:
+                    with autocast:
+                        logits = forward(model, xb)
+                except torch.OutOfMemoryError:
+                    tap.outputs.clear()
+                    del xb
+                    if bs == 1:
+                        raise UserError("out of device memory even with a batch of 1; use the CPU (device='cpu')") from None
+                    if on_cuda:
+                        torch.cuda.empty_cache()
+                    notes.append(f"out of memory at batch size {bs}; retried with {bs // 2}")
+                    log.warning(notes[-1])
+                    bs //= 2
+                    continue
+                logits = logits.float()
+                conf, pred = torch.softmax(logits, dim=1).max(dim=1)
+                rows = {f"layer:{name}": tap.outputs[name].float() for name in layers}
+                rows.update(logits=logits, conf=conf, pred=pred)
+                stop = start + xb.shape[0]
+                for key, value in rows.items():
+                    if key not in buffers:  # sized on the first batch; pinned so D2H copies can be async
+                        buffers[key] = torch.empty((n, *value.shape[1:]), dtype=value.dtype, pin_memory=on_cuda)
+                    buffers[key][start:stop].copy_(value, non_blocking=on_cuda)
+                start = stop
+                if progress is not None:
+                    progress(start, n)
+            if on_cuda:
+                torch.cuda.synchronize(dev)  # the async copies into the host buffers are done
+    finally:
+        if use_cl:
+            model.to(memory_format=torch.contiguous_format)
+        model.to(home)
+        model.train(was_training)
+    return buffers, bs, notes

@@ -1,0 +1,160 @@
+"""Plotly figure builders. They take arrays or result objects and return a figure; they
+compute nothing beyond what drawing needs.
+
+Scatter points carry ``customdata`` = dataset sample index, so a page can map plotly
+selection events back to samples and pass a ``highlight`` set of indices to dim the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+COLOR_BY = ("true", "pred", "correct", "confidence")
+_PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Alphabet
+
+
+def _class_color(c: int) -> str:
+    return _PALETTE[c % len(_PALETTE)]
+
+
+def scatter_figure(
+    coords,
+    labels,
+    preds,
+    confidence,
+    class_names: Sequence[str],
+    color_by: str = "true",
+    highlight: Iterable[int] | None = None,
+    title: str = "",
+    hover_index=None,
+) -> go.Figure:
+    """WebGL scatter of ``coords`` ``[n, 2]`` with ``labels``/``preds``/``confidence`` ``[n]``.
+
+    ``hover_index`` ``[n]``: dataset sample index per point (shown on hover and stored as
+    ``customdata``; defaults to ``0..n-1``). ``highlight``: sample indices to keep bright;
+    the others are dimmed."""
+    if color_by not in COLOR_BY:
+        raise ValueError(f"color_by must be one of {', '.join(COLOR_BY)}, got {color_by!r}")
+    coords = np.asarray(coords, dtype=float)
+    labels, preds = np.asarray(labels).astype(int), np.asarray(preds).astype(int)
+    confidence = np.asarray(confidence, dtype=float)
+    index = np.arange(len(labels)) if hover_index is None else np.asarray(hover_index).astype(int)
+    names = [str(c) for c in class_names]
+    hl = None if highlight is None else np.isin(index, np.fromiter(highlight, dtype=int))
+    correct = labels == preds
+    text = [f"sample {i}<br>label {names[y]}<br>pred {names[p]}<br>confidence {c:.3f}"
+            for i, y, p, c in zip(index, labels, preds, confidence)]
+    text = np.asarray(text, dtype=object)
+    fig = go.Figure()
+
+    def add(mask: np.ndarray, name: str, marker: dict[str, Any], legend: bool = True) -> None:
+        if hl is not None:
+            opacity = np.where(hl[mask], 0.95, 0.12)
+            marker = {**marker, "opacity": opacity.tolist(), "size": np.where(hl[mask], 8, 5).tolist()}
+        fig.add_trace(go.Scattergl(
+            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name, showlegend=legend,
+            customdata=index[mask], text=text[mask], hovertemplate="%{text}<extra></extra>",
+            marker={"size": 6, "opacity": 0.8, **marker},
+        ))
+
+    if color_by == "confidence":
+        add(np.ones(len(labels), bool), "confidence",
+            {"color": confidence, "colorscale": "Viridis", "cmin": 0, "cmax": 1, "colorbar": {"title": "confidence"}},
+            legend=False)
+    elif color_by == "correct":
+        add(correct, "correct", {"color": "#2ca02c"})
+        add(~correct, "wrong", {"color": "#d62728", "symbol": "x"})
+    else:
+        by = labels if color_by == "true" else preds
+        for c in np.unique(by):
+            add(by == c, names[c], {"color": _class_color(int(c))})
+    fig.update_layout(title=title, xaxis_title="", yaxis_title="", legend_title={"true": "true class", "pred": "predicted",
+                      "correct": "", "confidence": ""}[color_by], dragmode="lasso", margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      template="plotly_white")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def confusion_figure(cm, class_names: Sequence[str], normalized: bool = False, title: str = "") -> go.Figure:
+    """Heatmap of ``cm`` ``[C, C]`` (rows true, columns predicted): counts or row-normalised values."""
+    cm = np.asarray(cm, dtype=float)
+    names = [str(c) for c in class_names]
+    fmt = ".2f" if normalized else ".0f"
+    fig = go.Figure(go.Heatmap(
+        z=cm, x=names, y=names, colorscale="Blues", zmin=0, zmax=1 if normalized else None, texttemplate=f"%{{z:{fmt}}}",
+        hovertemplate="true %{y}<br>pred %{x}<br>%{z:" + fmt + "}<extra></extra>",
+        colorbar={"title": "fraction" if normalized else "count"},
+    ))
+    return _matrix_layout(fig, title or ("confusion (row-normalised)" if normalized else "confusion (counts)"))
+
+
+def delta_figure(delta, class_names: Sequence[str], title: str = "") -> go.Figure:
+    """Diverging heatmap of ``delta`` ``[C, C]`` = B - A, centred at 0 (blue: B has more)."""
+    delta = np.asarray(delta, dtype=float)
+    names = [str(c) for c in class_names]
+    bound = float(np.abs(delta).max()) or 1.0
+    is_int = np.allclose(delta, np.round(delta))
+    fmt = ".0f" if is_int else ".2f"
+    fig = go.Figure(go.Heatmap(
+        z=delta, x=names, y=names, colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound, texttemplate=f"%{{z:+{fmt}}}",
+        hovertemplate="true %{y}<br>pred %{x}<br>B - A %{z:+" + fmt + "}<extra></extra>", colorbar={"title": "B - A"},
+    ))
+    return _matrix_layout(fig, title or "confusion delta (B - A)")
+
+
+def _matrix_layout(fig: go.Figure, title: str) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", template="plotly_white",
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+LAYER_METRICS = ("silhouette", "davies_bouldin", "calinski_harabasz", "knn_accuracy", "within_between_ratio")
+
+
+def layer_metrics_figure(table: Sequence[dict[str, Any]], metrics: Sequence[str] = LAYER_METRICS) -> go.Figure:
+    """Grouped bars, one panel per metric. ``table``: rows with ``model``, ``layer`` and the metric
+    keys (``Comparison.layer_table()``)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[m.replace("_", " ") for m in metrics])
+    models = list(dict.fromkeys(r["model"] for r in table))
+    for j, model in enumerate(models):
+        rows = [r for r in table if r["model"] == model]
+        for col, metric in enumerate(metrics, start=1):
+            fig.add_trace(go.Bar(x=[r["layer"] for r in rows], y=[r.get(metric) for r in rows], name=model,
+                                 marker_color=_class_color(j), showlegend=col == 1, legendgroup=model), row=1, col=col)
+    fig.update_layout(barmode="group", template="plotly_white", title="representation metrics per layer",
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    return fig
+
+
+def history_figure(history: Sequence[dict[str, Any]], title: str = "training history") -> go.Figure:
+    """Lines per epoch: every ``train_*``/``val_*`` term of ``meta.history`` (losses on the left
+    axis, accuracies/F1 on the right) and per-layer ASLoss terms ``layers.{name}.{agg,sep,scope,as}``."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+    keys = list(dict.fromkeys(k for row in history for k, v in row.items()
+                              if k.startswith(("train_", "val_")) and isinstance(v, (int, float))))
+    for k in keys:
+        score = k.endswith(("accuracy", "f1"))
+        fig.add_trace(go.Scatter(x=epochs, y=[row.get(k) for row in history], name=k, mode="lines+markers",
+                                 line={"dash": "dot" if score else "solid"}), secondary_y=score)
+    layer_terms = list(dict.fromkeys((n, t) for row in history for n, terms in (row.get("layers") or {}).items()
+                                     for t in terms))
+    for name, term in layer_terms:
+        fig.add_trace(go.Scatter(x=epochs, y=[(row.get("layers") or {}).get(name, {}).get(term) for row in history],
+                                 name=f"{name}.{term}", mode="lines", line={"width": 1}), secondary_y=False)
+    fig.update_layout(title=title, xaxis_title="epoch", template="plotly_white", margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="accuracy / F1", secondary_y=True, range=[0, 1])
+    return fig

@@ -1,0 +1,299 @@
+"""2-D projections (PCA, t-SNE, UMAP) of representations, aligned across models.
+
+Every projection is seeded, standardises the features first (optional), may reduce them
+with PCA before t-SNE/UMAP, reports its trustworthiness, and says in ``note`` when it shows
+a sample smaller than the data. Side-by-side views use the same samples for every model
+and are aligned to the first model (Procrustes on the shared samples, or AlignedUMAP).
+
+    proj = project(feats.layers["embedding"], feats.labels, ProjectionConfig(method="umap"))
+    proj.coords  # [n, 2]; proj.sample: rows of the features that were projected
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+METHODS = ("pca", "tsne", "umap")
+ALIGNS = ("procrustes", "aligned_umap", "none")
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """Parameters of a projection. ``pca_dims``: PCA pre-reduction before t-SNE/UMAP (None: off);
+    ``max_points``: cap on the projected samples (a stratified seeded sample above it);
+    ``trust_points``/``trust_k``: sample cap and neighbourhood size of the trustworthiness."""
+
+    method: str = "pca"
+    seed: int = 0
+    standardize: bool = True
+    pca_dims: int | None = 50
+    perplexity: float = 30.0
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    max_points: int = 20000
+    align: str = "procrustes"
+    trust_points: int = 2000
+    trust_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.align not in ALIGNS:
+            raise ValueError(f"align must be one of {', '.join(ALIGNS)}, got {self.align!r}")
+        if self.align == "aligned_umap" and self.method != "umap":
+            raise ValueError("align='aligned_umap' needs method='umap'")
+        if self.pca_dims is not None and (not isinstance(self.pca_dims, int) or self.pca_dims < 2):
+            raise ValueError(f"pca_dims must be None or an integer >= 2, got {self.pca_dims!r}")
+        checks = [
+            (isinstance(self.seed, int) and self.seed >= 0, "seed must be an integer >= 0"),
+            (math.isfinite(self.perplexity) and self.perplexity > 0, "perplexity must be > 0"),
+            (isinstance(self.n_neighbors, int) and self.n_neighbors >= 2, "n_neighbors must be an integer >= 2"),
+            (math.isfinite(self.min_dist) and 0 <= self.min_dist <= 1, "min_dist must be in [0, 1]"),
+            (isinstance(self.max_points, int) and self.max_points >= 10, "max_points must be an integer >= 10"),
+            (isinstance(self.trust_points, int) and self.trust_points >= 10, "trust_points must be an integer >= 10"),
+            (isinstance(self.trust_k, int) and self.trust_k >= 1, "trust_k must be an integer >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """``coords`` ``[n, 2]`` float32 for rows ``sample`` ``[n]`` of the features (``n <= N``);
+    ``trustworthiness`` in [0, 1] (NaN when undefined); ``note`` says what was sampled or changed."""
+
+    coords: np.ndarray
+    sample: np.ndarray
+    trustworthiness: float
+    note: str = ""
+    method: str = ""
+    n_total: int = 0
+
+
+def stratified_sample(labels, max_points: int, seed: int = 0) -> np.ndarray:
+    """Sorted row indices: all of them when ``N <= max_points``; otherwise ``max_points`` rows
+    drawn without replacement, each class keeping its share (largest remainders, at least one
+    row per class while the budget allows). Deterministic in ``seed``."""
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
+    if n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    exact = counts * (max_points / n)
+    take = np.floor(exact).astype(int)
+    if max_points >= classes.size:
+        take = np.maximum(take, 1)
+    spare = max_points - take.sum()
+    order = np.argsort(-(exact - take), kind="stable")
+    while spare != 0:  # hand out (or take back) single rows by largest remainder
+        for c in order:
+            if spare > 0 and take[c] < counts[c]:
+                take[c] += 1
+                spare -= 1
+            elif spare < 0 and take[c] > 1:
+                take[c] -= 1
+                spare += 1
+            if spare == 0:
+                break
+    picked = [rng.choice(np.flatnonzero(inverse == c), size=take[c], replace=False) for c in range(classes.size)]
+    return np.sort(np.concatenate(picked))
+
+
+def _check_X(X) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"features must be [N, D], got shape {X.shape}")
+    if X.shape[0] < 3:
+        raise ValueError(f"need at least 3 samples to project, got {X.shape[0]}")
+    if not np.isfinite(X).all():
+        raise ValueError("features contain NaN or Inf")
+    return X
+
+
+def _prepare(X: np.ndarray, config: ProjectionConfig) -> np.ndarray:
+    """Standardised features, the space the trustworthiness is measured in."""
+    if not config.standardize:
+        return X.astype(np.float32)
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler().fit_transform(X).astype(np.float32)
+
+
+def _pre_reduce(Z: np.ndarray, config: ProjectionConfig) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    dims = config.pca_dims
+    if dims is None or dims >= min(Z.shape):
+        return Z
+    return PCA(n_components=dims, random_state=config.seed).fit_transform(Z).astype(np.float32)
+
+
+def _embed(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndarray:
+    """``[n, D]`` (already standardised) -> ``[n, 2]``."""
+    n = Z.shape[0]
+    if config.method == "pca":
+        from sklearn.decomposition import PCA
+
+        if Z.shape[1] == 1:
+            return np.hstack([Z, np.zeros_like(Z)])
+        return PCA(n_components=2, random_state=config.seed).fit_transform(Z)
+    Z = _pre_reduce(Z, config)
+    if config.method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = config.perplexity
+        if perplexity >= n:
+            perplexity = max(1.0, (n - 1) / 3)
+            notes.append(f"perplexity lowered to {perplexity:.1f} for {n} samples")
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=config.seed).fit_transform(Z)
+    return _umap(config, n, notes).fit_transform(Z)
+
+
+def _umap(config: ProjectionConfig, n: int, notes: list[str], aligned: bool = False):
+    import umap
+
+    k = config.n_neighbors
+    if k >= n:
+        k = max(2, n - 1)
+        notes.append(f"n_neighbors lowered to {k} for {n} samples")
+    cls = umap.AlignedUMAP if aligned else umap.UMAP
+    # a seed makes umap-learn single-threaded anyway; saying so up front keeps it quiet
+    return cls(n_components=2, n_neighbors=k, min_dist=config.min_dist, random_state=config.seed, n_jobs=1)
+
+
+def trust(Z: np.ndarray, coords: np.ndarray, labels, config: ProjectionConfig, notes: list[str]) -> float:
+    """Trustworthiness of ``coords`` ``[n, 2]`` against ``Z`` ``[n, D]``, on a stratified
+    subsample of ``config.trust_points`` rows when ``n`` is larger (noted)."""
+    from sklearn.manifold import trustworthiness
+
+    n = Z.shape[0]
+    rows = stratified_sample(labels, config.trust_points, config.seed)
+    if rows.size < n:
+        notes.append(f"trustworthiness on {rows.size} of {n} points")
+    k = min(config.trust_k, (rows.size - 1) // 2)
+    if k < 1:
+        return float("nan")
+    return float(trustworthiness(Z[rows], coords[rows], n_neighbors=k))
+
+
+def _sample_note(n: int, total: int, seed: int) -> list[str]:
+    return [] if n == total else [f"showing a stratified sample of {n} of {total} samples (seed {seed})"]
+
+
+def project(X, labels, config: ProjectionConfig = ProjectionConfig()) -> Projection:
+    """Project ``X`` ``[N, D]`` (labels ``[N]`` drive the stratified sample) to 2-D."""
+    X = _check_X(X)
+    labels = np.asarray(labels)
+    if labels.shape[0] != X.shape[0]:
+        raise ValueError(f"{labels.shape[0]} labels for {X.shape[0]} samples")
+    sample = stratified_sample(labels, config.max_points, config.seed)
+    notes = _sample_note(sample.size, X.shape[0], config.seed)
+    Z = _prepare(X[sample], config)
+    coords = np.asarray(_embed(Z, config, notes), dtype=np.float32)
+    t = trust(Z, coords, labels[sample], config, notes)
+    return Projection(coords, sample, t, "; ".join(notes), config.method, X.shape[0])
+
+
+def align_to(reference: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """``coords`` ``[n, 2]`` rotated/reflected, scaled and shifted onto ``reference`` ``[n, 2]``
+    (orthogonal Procrustes with a scale). The reference itself is left as it is."""
+    from scipy.linalg import orthogonal_procrustes
+
+    ref, c = np.asarray(reference, dtype=np.float64), np.asarray(coords, dtype=np.float64)
+    if ref.shape != c.shape:
+        raise ValueError(f"cannot align {c.shape} onto {ref.shape}")
+    mu_r, mu_c = ref.mean(axis=0), c.mean(axis=0)
+    rc, cc = ref - mu_r, c - mu_c
+    norm = float((cc**2).sum())
+    if norm == 0:
+        return np.broadcast_to(mu_r, c.shape).astype(np.float32)
+    rotation, singular_sum = orthogonal_procrustes(cc, rc)
+    return ((singular_sum / norm) * cc @ rotation + mu_r).astype(np.float32)
+
+
+def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfig()) -> list[Projection]:
+    """One projection per model over the same samples, aligned to the first model's.
+
+    ``Xs``: one ``[N, D_m]`` per model (same rows, dimensions may differ)."""
+    if not Xs:
+        raise ValueError("need at least one feature matrix")
+    Xs = [_check_X(X) for X in Xs]
+    labels = np.asarray(labels)
+    n = Xs[0].shape[0]
+    if any(X.shape[0] != n for X in Xs) or labels.shape[0] != n:
+        raise ValueError("every model needs the same samples: " + ", ".join(str(X.shape[0]) for X in Xs))
+    sample = stratified_sample(labels, config.max_points, config.seed)
+    base_notes = _sample_note(sample.size, n, config.seed)
+    Zs = [_prepare(X[sample], config) for X in Xs]
+    notes = [list(base_notes) for _ in Xs]
+    if config.align == "aligned_umap" and len(Xs) > 1:
+        relation = {i: i for i in range(sample.size)}
+        mapper = _umap(config, sample.size, notes[0], aligned=True)
+        coords = [np.asarray(c, dtype=np.float32)
+                  for c in mapper.fit([_pre_reduce(Z, config) for Z in Zs], relations=[relation] * (len(Xs) - 1)).embeddings_]
+        for extra in notes[1:]:
+            extra.extend(notes[0][len(base_notes):])
+        for extra in notes:
+            extra.append("aligned with AlignedUMAP")
+    else:
+        coords = [np.asarray(_embed(Z, config, nt), dtype=np.float32) for Z, nt in zip(Zs, notes)]
+        if config.align == "procrustes":
+            coords = [coords[0]] + [align_to(coords[0], c) for c in coords[1:]]
+            for nt in notes[1:]:
+                nt.append("Procrustes-aligned to the first model")
+    out = []
+    for Z, c, nt in zip(Zs, coords, notes):
+        t = trust(Z, c, labels[sample], config, nt)
+        out.append(Projection(c, sample, t, "; ".join(nt), config.method, n))
+    return out
+
+
+def from_user_coords(coords, X, labels=None, config: ProjectionConfig = ProjectionConfig()) -> Projection:
+    """Wrap 2-D coordinates someone computed elsewhere (``[N, 2]``, row i is sample i of
+    ``X`` ``[N, D]``) and measure their trustworthiness against ``X``."""
+    coords = np.asarray(coords, dtype=np.float32)
+    X = _check_X(X)
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(f"coordinates must be [N, 2], got shape {coords.shape}")
+    if coords.shape[0] != X.shape[0]:
+        raise ValueError(f"{coords.shape[0]} coordinates for {X.shape[0]} samples")
+    if not np.isfinite(coords).all():
+        raise ValueError("coordinates contain NaN or Inf")
+    labels = np.zeros(X.shape[0], dtype=np.int64) if labels is None else np.asarray(labels)
+    notes = ["user-provided coordinates"]
+    t = trust(_prepare(X, config), coords, labels, config, notes)
+    return Projection(coords, np.arange(X.shape[0]), t, "; ".join(notes), "user", X.shape[0])
+
+
+class Projector:
+    """sklearn-style wrapper: ``Projector(method="umap", seed=0).fit(X, labels)`` then
+    ``embedding_`` ``[n, 2]``, ``sample_`` ``[n]``, ``trustworthiness_`` and ``note_``.
+    Keyword arguments are those of :class:`ProjectionConfig` (validated in ``fit``)."""
+
+    def __init__(self, **params) -> None:
+        self.params = params
+
+    def get_params(self, deep: bool = True) -> dict:
+        return dict(self.params)
+
+    def fit(self, X, labels=None) -> Projector:
+        config = ProjectionConfig(**self.params)
+        labels = np.zeros(np.asarray(X).shape[0], dtype=np.int64) if labels is None else labels
+        result = project(X, labels, config)
+        self.embedding_, self.sample_ = result.coords, result.sample
+        self.trustworthiness_, self.note_ = result.trustworthiness, result.note
+        return self
+
+    def fit_transform(self, X, labels=None) -> np.ndarray:
+        return self.fit(X, labels).embedding_
