@@ -1,0 +1,86 @@
+"""Checkpoints: the library, one checkpoint's metadata and history, upload, delete."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from asl_core.models import ARCHITECTURES
+from asl_core.figures import history_figure
+from ui import nav, history, library, settings
+from ui import state as S
+from ui.errors import attempt
+
+st.set_page_config(page_title="Checkpoints · ASL Lens", layout="wide")
+S.init_state()
+nav.sidebar()
+st.title("Checkpoints")
+S.show_flash()
+
+folder = settings.checkpoints_dir()
+entries = library.library(folder)
+rows = library.library_rows(entries)
+st.caption(f"Library folder: `{folder}` · {len(rows)} checkpoint(s)")
+
+if rows:
+    columns = ["name", "method", "architecture", "dataset", "test accuracy", "test macro-F1", "created", "file"]
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_order=columns + (["problem"] if any(r["problem"] for r in rows) else []))
+    files = [r["file"] for r in rows]
+    chosen = st.selectbox("Checkpoint", files, key=S.CKPT_SELECT)
+    meta = dict(entries)[folder / chosen] if chosen else None
+    if isinstance(meta, str):
+        st.error(f"{chosen}: {meta}")
+    elif meta is not None:
+        left, right = st.columns([1, 2])
+        with left:
+            st.subheader(meta.name or chosen)
+            st.json(history.summary(meta), expanded=1)
+        with right:
+            st.subheader("Training history")
+            if not meta.history:
+                st.info("No training history (foreign weights or an imported checkpoint).")
+            else:
+                st.plotly_chart(history_figure(meta.history, title=""), key=S.CKPT_HISTORY)
+    if chosen:
+        if st.session_state[S.PENDING_DELETE] != chosen:
+            if st.button(f"Delete {chosen}", key=S.CKPT_DELETE):
+                st.session_state[S.PENDING_DELETE] = chosen
+                st.rerun()
+        else:
+            st.warning(f"Delete {chosen} from the library? This removes the file.")
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete", key=S.CKPT_DELETE_CONFIRM, type="primary"):
+                if attempt(library.delete_checkpoint, folder, chosen) is not None or not (folder / chosen).exists():
+                    S.flash("success", f"Deleted {chosen}.")
+                st.session_state[S.PENDING_DELETE] = None
+                st.rerun()
+            if no.button("Cancel", key=S.CKPT_DELETE_CANCEL):
+                st.session_state[S.PENDING_DELETE] = None
+                st.rerun()
+else:
+    st.info("No checkpoints yet: train the demo ones with `make checkpoints`, or upload one below.")
+
+st.divider()
+st.subheader("Add a checkpoint")
+limit = settings.max_upload_mb()
+st.caption(f"Our `.safetensors` checkpoints, or foreign weights (`.pt`, `.pth`, `.ckpt` incl. Lightning, `.bin`) with "
+           f"the form below. Nothing in a file is executed. Limit {limit} MB.")
+with st.form("upload_form", clear_on_submit=False):
+    upload = st.file_uploader("Checkpoint file", type=[s.lstrip(".") for s in library.UPLOAD_SUFFIXES],
+                              key=S.CKPT_UPLOAD, max_upload_size=limit)
+    c1, c2, c3, c4 = st.columns(4)
+    name = c1.text_input("Name in the library", key=S.CKPT_UPLOAD_NAME, placeholder="from the file name")
+    arch = c2.selectbox("Architecture (foreign files)", list(ARCHITECTURES), key=S.CKPT_UPLOAD_ARCH)
+    classes = c3.number_input("Classes (foreign files)", min_value=2, max_value=100000, value=10, step=1,
+                              key=S.CKPT_UPLOAD_CLASSES)
+    dataset = c4.selectbox("Dataset (foreign files)", library.preset_names(), key=S.CKPT_UPLOAD_DATASET)
+    submitted = st.form_submit_button("Validate and add", key=S.CKPT_UPLOAD_SUBMIT)
+if submitted:
+    if upload is None:
+        st.error("Choose a file first.")
+    else:
+        result = attempt(library.import_upload, upload.getvalue(), upload.name, folder, name=name, arch=arch,
+                         num_classes=int(classes), dataset=dataset, max_bytes=limit * 2**20)
+        if result is not None:
+            S.flash("warning" if result.renamed else "success", result.message)
+            st.rerun()

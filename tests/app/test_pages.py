@@ -1,0 +1,194 @@
+"""Every page runs under AppTest against a tiny library, driven by widget keys."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from asl_core.checkpoint import load_checkpoint
+from ui import library
+from ui import state as S
+
+TIMEOUT = 120
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    parts += [w.value for w in at.warning] + [s.value for s in at.success] + [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_home_lists_library(app_env):
+    at = run("app.py")  # the router; Home links to the other pages, so it runs through it
+    assert at.title[0].value == "ASL Lens"
+    assert "3 checkpoint(s)" in texts(at)
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 3
+
+
+def test_checkpoints_table_and_history(app_env):
+    at = run("pages/01_Checkpoints.py")
+    table = at.dataframe[0].value
+    assert set(table["method"]) == {"baseline", "asloss", "clonal"}
+    assert table["test accuracy"].notna().all()
+    at.selectbox(key=S.CKPT_SELECT).set_value("asloss.safetensors").run()
+    assert not at.exception
+    assert at.subheader[0].value == "asloss"
+
+
+def test_delete_asks_first(app_env, tmp_path, monkeypatch):
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "copy.safetensors").write_bytes((app_env / "baseline.safetensors").read_bytes())
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
+    at = run("pages/01_Checkpoints.py")
+    at.button(key=S.CKPT_DELETE).click().run()
+    assert (folder / "copy.safetensors").exists()
+    assert "Delete copy.safetensors from the library?" in texts(at)
+    at.button(key=S.CKPT_DELETE_CANCEL).click().run()
+    assert (folder / "copy.safetensors").exists()
+    at.button(key=S.CKPT_DELETE).click().run()
+    at.button(key=S.CKPT_DELETE_CONFIRM).click().run()
+    assert not at.exception
+    assert not (folder / "copy.safetensors").exists()
+    assert "Deleted copy.safetensors." in texts(at)
+
+
+# ---------------------------------------------------------------- upload logic (AppTest cannot upload files)
+
+
+def test_upload_ours_never_overwrites(app_env, tmp_path):
+    data = (app_env / "baseline.safetensors").read_bytes()
+    first = library.import_upload(data, "baseline.safetensors", tmp_path, max_bytes=10 * 2**20)
+    second = library.import_upload(data, "baseline.safetensors", tmp_path, max_bytes=10 * 2**20)
+    assert first.path.name == "baseline.safetensors" and not first.renamed
+    assert second.path.name == "baseline-2.safetensors" and second.renamed and "saved as baseline-2" in second.message
+    assert first.message.startswith("checkpoint validated")
+    assert load_checkpoint(second.path).meta.content_hash == load_checkpoint(app_env / "baseline.safetensors").meta.content_hash
+
+
+def _lightning_bytes(app_env) -> bytes:
+    model = load_checkpoint(app_env / "baseline.safetensors").model
+    buf = io.BytesIO()
+    torch.save({"epoch": 3, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, buf)
+    return buf.getvalue()
+
+
+def test_upload_foreign_lightning(app_env, tmp_path):
+    result = library.import_upload(_lightning_bytes(app_env), "../weights.ckpt", tmp_path, arch="digits_cnn",
+                                   num_classes=10, dataset="digits-hard", max_bytes=10 * 2**20)
+    meta = load_checkpoint(result.path).meta
+    assert result.path == tmp_path / "weights.safetensors"  # "../" dropped
+    assert meta.method == "foreign" and meta.dataset["name"] == "digits-hard"
+    assert "foreign weights validated as digits_cnn" in result.message
+
+
+def test_upload_ours_ignores_form_architecture(app_env, tmp_path):
+    data = (app_env / "asloss.safetensors").read_bytes()
+    result = library.import_upload(data, "x.safetensors", tmp_path, arch="resnet18", num_classes=3, dataset="digits",
+                                   max_bytes=10 * 2**20)
+    assert load_checkpoint(result.path).meta.method == "asloss"
+
+
+def test_upload_wrong_architecture_names_keys(app_env, tmp_path):
+    with pytest.raises(library.UserError, match="shape mismatch|missing keys"):
+        library.import_upload(_lightning_bytes(app_env), "w.pt", tmp_path, arch="digits_cnn_small", num_classes=10,
+                              dataset="digits-hard", max_bytes=10 * 2**20)
+    with pytest.raises(library.UserError, match=r"fc.weight \(10, 64\) vs \(7, 64\)"):
+        library.import_upload(_lightning_bytes(app_env), "w.pt", tmp_path, arch="digits_cnn", num_classes=7,
+                              max_bytes=10 * 2**20)
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_upload_refuses_pickled_code_and_size(app_env, tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = pickle.dumps({"state_dict": Evil()})
+    with pytest.raises(library.UserError, match="refused|not a readable"):
+        library.import_upload(evil, "evil.pt", tmp_path, arch="digits_cnn", num_classes=10, max_bytes=2**20)
+    with pytest.raises(library.UserError, match="upload limit"):
+        library.import_upload(b"x" * 2048, "big.pt", tmp_path, arch="digits_cnn", max_bytes=1024)
+    with pytest.raises(library.UserError, match="expected one of"):
+        library.import_upload(b"x", "x.exe", tmp_path, max_bytes=1024)
+
+
+# ---------------------------------------------------------------- Explore and Compare
+
+
+def test_explore_runs_and_switches(app_env):
+    at = run("pages/02_Explore.py")
+    assert len(at.get("plotly_chart")) == 2  # scatter + confusion
+    assert [m.label for m in at.metric][0].startswith("silhouette")
+    assert at.subheader[0].value == "Selection: 0 sample(s)"
+    for key, value in [(S.EXP_MODEL, "clonal.safetensors"), (S.EXP_LAYER, "block3"), (S.EXP_SPLIT, "val"),
+                       (S.proj_key(S.EXP_PREFIX, "method"), "tsne"), (S.EXP_NORMALIZED, True)]:
+        widget = at.toggle(key=key) if isinstance(value, bool) else at.selectbox(key=key)
+        widget.set_value(value).run()
+        assert not at.exception, (key, [e.message for e in at.exception])
+    assert "Separability of `block3`" in [s.value for s in at.subheader]
+    at.radio(key=S.EXP_COLOR).set_value("confidence").run()
+    assert not at.exception
+
+
+def test_compare_defaults_and_downloads(app_env):
+    at = run("pages/03_Compare.py")
+    assert at.multiselect(key=S.CMP_MODELS).value == ["baseline.safetensors", "asloss.safetensors", "clonal.safetensors"]
+    heads = [s.value for s in at.subheader]
+    assert {"asloss vs baseline", "clonal vs baseline", "Highlighted samples: none"} <= set(heads)
+    assert len(at.get("plotly_chart")) == 3 + 3 + 2 + 1  # scatters, confusions, deltas, layer bars
+    summary = at.dataframe[0].value
+    assert list(summary["model"]) == ["baseline", "asloss", "clonal"]
+    assert summary["McNemar p vs baseline"].notna().sum() == 2
+    at.toggle(key=S.CMP_DOWNLOADS).set_value(True).run()
+    assert not at.exception and len(at.get("download_button")) == 4
+    at.selectbox(key=S.CMP_LAYER).set_value("block2").run()
+    assert not at.exception
+    at.multiselect(key=S.CMP_MODELS).set_value(["clonal.safetensors", "baseline.safetensors"]).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1
+
+
+def test_compare_needs_two(app_env):
+    at = run("pages/03_Compare.py")
+    at.multiselect(key=S.CMP_MODELS).set_value(["baseline.safetensors"]).run()
+    assert not at.exception
+    assert "Pick 2 or 3 models." in texts(at)
+
+
+def test_compare_refuses_different_datasets(app_env, tmp_path, monkeypatch):
+    import dataclasses
+
+    from asl_core.checkpoint import save_checkpoint
+    from asl_core.data import get_spec
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    base = load_checkpoint(app_env / "baseline.safetensors")
+    other = dataclasses.replace(base.meta, dataset=get_spec("digits", val_per_class=5, test_per_class=10).to_dict())
+    save_checkpoint(base.model, base.meta, folder / "baseline")
+    save_checkpoint(base.model, other, folder / "asloss")
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
+    at = run("pages/03_Compare.py")
+    assert any("different data" in e.value for e in at.error)
+
+
+def test_empty_library_is_a_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(tmp_path / "none"))
+    for page in ("app.py", "pages/01_Checkpoints.py", "pages/02_Explore.py", "pages/03_Compare.py"):
+        at = run(page)
+        assert at.info, page

@@ -1,0 +1,97 @@
+"""Running the engine's ``compare`` from a page: cached in memory per (files, parameters),
+on disk by the engine (``DiskCache`` under ``ASL_LENS_CACHE``), with a progress bar."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from asl_core.analysis import Comparison, ModelAnalysis, common_layers, compare
+from asl_core.cache import DiskCache
+from asl_core.projection import ProjectionConfig
+from ui import library, settings
+
+MEMORY_ENTRIES = 6
+
+
+@st.cache_resource(show_spinner=False)
+def _memory() -> tuple[OrderedDict, threading.Lock]:
+    """Recent comparisons for all sessions: reruns after a click must not recompute anything.
+    A plain store (not a cached function) so that the progress bar is never replayed."""
+    return OrderedDict(), threading.Lock()
+
+
+def disk_cache() -> DiskCache:
+    return DiskCache(settings.cache_dir())
+
+
+def run(paths: list[Path], split: str, layer: str | None, config: ProjectionConfig,
+        metric_layers: list[str] | None = None) -> Comparison:
+    """``compare`` over the checkpoints at ``paths`` (first = reference)."""
+    file_keys = [library.file_key(Path(p)) for p in paths]
+    key = json.dumps([file_keys, split, layer, config.to_dict(), list(metric_layers or [])], default=str)
+    store, lock = _memory()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    ckpts = [library.load_model(Path(p)) for p in paths]
+    holder = st.empty()
+
+    def progress(message: str, fraction: float) -> None:
+        holder.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+
+    try:
+        result = compare(ckpts, split=split, layer=layer, projection=config, cache=disk_cache(), progress=progress,
+                         metric_layers=metric_layers)
+    finally:
+        holder.empty()
+    with lock:
+        store[key] = result
+        while len(store) > MEMORY_ENTRIES:
+            store.popitem(last=False)
+    return result
+
+
+def shared_layers(paths: list[Path]) -> list[str]:
+    return common_layers([library.load_model(Path(p)) for p in paths])
+
+
+# --------------------------------------------------------------------------- per-view arrays
+
+
+def view_arrays(m: ModelAnalysis) -> dict[str, np.ndarray]:
+    """The projected rows of one model: coords, labels, preds, confidence, sample index."""
+    rows = m.projection.sample
+    f = m.features
+    return {"coords": m.projection.coords, "labels": f.labels[rows], "preds": f.preds[rows],
+            "confidence": f.confidence[rows], "index": f.index[rows]}
+
+
+def cell_samples(m: ModelAnalysis, true: int, pred: int) -> list[int]:
+    """Dataset sample indices with true class ``true`` that ``m`` predicted as ``pred``."""
+    f = m.features
+    return sorted(int(i) for i in f.index[(f.labels == true) & (f.preds == pred)])
+
+
+def summary_rows(cmp: Comparison) -> list[dict]:
+    rows = []
+    for m in cmp.models:
+        row = {"model": m.name, "method": m.method, "architecture": m.arch, "accuracy": round(m.metrics["accuracy"], 4),
+               "macro-F1": round(m.metrics["macro_f1"], 4), "trustworthiness": round(m.projection.trustworthiness, 4),
+               "n": m.metrics["n"]}
+        if m.mcnemar is not None:
+            row["McNemar p vs " + cmp.reference.name] = float(f"{m.mcnemar['pvalue']:.4g}")
+        rows.append(row)
+    return rows
+
+
+def flip_rows(cmp: Comparison, m: ModelAnalysis) -> list[dict]:
+    flips = m.flips or {}
+    return [{"class": cmp.class_names[c], **{k: v[i] for k, v in flips.items() if k != "class"}}
+            for i, c in enumerate(flips.get("class", []))]

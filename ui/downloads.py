@@ -1,0 +1,48 @@
+"""Downloadable artefacts of a comparison: coordinates, figures, the engine's report."""
+
+from __future__ import annotations
+
+import io
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from asl_core.analysis import Comparison
+from asl_core.analyze import build_report, export_table
+from ui import state as S
+
+
+def coordinates_csv(cmp: Comparison) -> bytes:
+    return export_table(cmp).to_csv(index=False).encode()
+
+
+def coordinates_parquet(cmp: Comparison) -> bytes:
+    buf = io.BytesIO()
+    export_table(cmp).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def figures_html(figures: list[go.Figure], title: str) -> bytes:
+    """The figures in one self-contained page (plotly.js inlined once)."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"]
+    for i, fig in enumerate(figures):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
+    parts.append("</body></html>")
+    return "\n".join(parts).encode()
+
+
+def buttons(cmp: Comparison, figures: list[go.Figure]) -> None:
+    """Four download buttons. The files are built when the page renders (a few hundred ms for
+    thousands of points), so they are behind an expander's toggle."""
+    stem = "-vs-".join(m.name for m in cmp.models) + f"_{cmp.split}_{cmp.layer}_{cmp.projection_config.method}"
+    if not st.toggle("Prepare downloads", key=S.CMP_DOWNLOADS):
+        st.caption("Coordinates (CSV, Parquet), the figures (HTML) and the analysis report (HTML).")
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    c1.download_button("Coordinates CSV", coordinates_csv(cmp), f"{stem}.csv", "text/csv", key=S.CMP_DL_CSV)
+    c2.download_button("Coordinates Parquet", coordinates_parquet(cmp), f"{stem}.parquet", "application/octet-stream",
+                       key=S.CMP_DL_PARQUET)
+    c3.download_button("Figures HTML", figures_html(figures, stem), f"{stem}_figures.html", "text/html",
+                       key=S.CMP_DL_FIGURES)
+    c4.download_button("Report HTML", build_report(cmp).encode(), f"{stem}_report.html", "text/html",
+                       key=S.CMP_DL_REPORT)

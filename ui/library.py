@@ -1,0 +1,159 @@
+"""The checkpoint library: listing, cached loading, safe import of uploads, deletion.
+
+Uploads are untrusted: they join the library only through
+``asl_core.library.import_checkpoint`` (private temporary file, safe loaders, validation,
+atomic save under a sanitised name that never replaces an existing one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from asl_core import library as core_library
+from asl_core.checkpoint import CHECKPOINT_SUFFIX, META_KEY, CheckpointMeta, LoadedCheckpoint, list_checkpoints, load_checkpoint
+from asl_core.analysis import splits_for
+from asl_core.data import PRESETS, DatasetSpec, Split
+from asl_core.errors import CheckpointError, UserError
+
+UPLOAD_SUFFIXES = core_library.ACCEPTED_SUFFIXES
+
+
+def library_path(folder: Path, file_name: str) -> Path:
+    """Resolve a library file name, refusing anything outside ``folder``."""
+    path = (folder / file_name).resolve()
+    if path.parent != folder.resolve() or path.suffix != CHECKPOINT_SUFFIX:
+        raise UserError(f"{file_name!r} is not a checkpoint in the library")
+    return path
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def file_key(path: Path) -> tuple[str, float, int]:
+    st_ = path.stat()
+    return str(path), st_.st_mtime, st_.st_size
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _read_meta(path: str, mtime: float, size: int) -> CheckpointMeta | str:
+    """Metadata from the safetensors header only (no weights read); a string on error."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+        if raw is None:
+            return "not an ASL Lens checkpoint (no metadata)"
+        return CheckpointMeta.from_dict(json.loads(raw))
+    except CheckpointError as exc:
+        return str(exc)
+    except Exception as exc:  # a broken file in the folder must not break the page
+        return f"unreadable: {exc.__class__.__name__}"
+
+
+def read_meta(path: Path) -> CheckpointMeta | str:
+    return _read_meta(*file_key(path))
+
+
+def library(folder: Path) -> list[tuple[Path, CheckpointMeta | str]]:
+    return [(p, read_meta(p)) for p in list_checkpoints(folder)]
+
+
+def _metric(meta: CheckpointMeta, split: str, key: str) -> float | None:
+    value = (meta.metrics or {}).get(split, {}).get(key)
+    return round(float(value), 4) if isinstance(value, (int, float)) else None
+
+
+def library_rows(entries: list[tuple[Path, CheckpointMeta | str]]) -> list[dict[str, Any]]:
+    rows = []
+    for path, meta in entries:
+        if isinstance(meta, str):
+            rows.append({"file": path.name, "name": path.stem, "method": "?", "architecture": "?", "dataset": "?",
+                         "test accuracy": None, "test macro-F1": None, "created": "", "problem": meta})
+            continue
+        rows.append({
+            "file": path.name, "name": meta.name or path.stem, "method": meta.method, "architecture": meta.arch,
+            "dataset": (meta.dataset or {}).get("name", "—"), "test accuracy": _metric(meta, "test", "accuracy"),
+            "test macro-F1": _metric(meta, "test", "macro_f1"), "created": meta.created.replace("T", " ")[:19],
+            "problem": "",
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------- cached heavy objects
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _load(path: str, mtime: float, size: int) -> LoadedCheckpoint:
+    return load_checkpoint(path)
+
+
+def load_model(path: Path) -> LoadedCheckpoint:
+    """The model, shared across sessions; a changed file (mtime, size) is loaded afresh."""
+    return _load(*file_key(Path(path)))
+
+
+def dataset_spec(meta: CheckpointMeta) -> DatasetSpec:
+    if not meta.dataset:
+        raise UserError(f"checkpoint {meta.name or '?'} does not say which dataset it was trained on")
+    return DatasetSpec.from_dict(meta.dataset)
+
+
+def split_of(features, meta: CheckpointMeta) -> Split:
+    """The data split ``features`` were extracted from (same in-process splits as the engine)."""
+    return splits_for(dataset_spec(meta)).split(features.split)
+
+
+# --------------------------------------------------------------------------- upload / delete
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    path: Path
+    renamed: bool
+    message: str
+
+
+def import_upload(data: bytes, file_name: str, folder: Path, *, name: str = "", arch: str | None = None,
+                  num_classes: int | None = None, dataset: str | None = None, max_bytes: int) -> UploadOutcome:
+    """Add an uploaded file through ``asl_core.library.import_checkpoint``. The form's
+    architecture, class count and dataset apply to foreign weights only: our own checkpoints
+    carry them, so they are tried without first."""
+    kwargs = dict(folder=folder, name=name or None, max_bytes=max_bytes)
+    try:
+        result = core_library.import_checkpoint(data, file_name, **kwargs)
+        kind = "checkpoint validated"
+    except CheckpointError as exc:
+        if "not an ASL Lens checkpoint" not in str(exc):
+            raise
+        result = core_library.import_checkpoint(data, file_name, arch=arch, num_classes=num_classes, dataset=dataset,
+                                                **kwargs)
+        kind = f"foreign weights validated as {arch} with {num_classes} classes and converted"
+    note = ""
+    if result.renamed_from:
+        note = f" (the name {result.renamed_from!r} was taken or unsafe, so it is saved as {result.path.stem})"
+    return UploadOutcome(path=result.path, renamed=bool(result.renamed_from),
+                         message=f"{kind}; added {result.path.name} to the library{note}")
+
+
+def delete_checkpoint(folder: Path, file_name: str) -> None:
+    path = library_path(folder, file_name)
+    core_library.delete_checkpoint(path.stem, folder)
+
+
+DEMO_MODELS = ("baseline", "asloss", "clonal")
+
+
+def default_comparison(files: list[str]) -> list[str]:
+    """The demo trio when present, else the first three files."""
+    demo = [f"{n}{CHECKPOINT_SUFFIX}" for n in DEMO_MODELS if f"{n}{CHECKPOINT_SUFFIX}" in files]
+    return demo if len(demo) >= 2 else files[:3]
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)

@@ -1,0 +1,90 @@
+"""Every session-state and widget key the app uses, named once.
+
+Widget keys double as the handles tests drive pages by (``at.selectbox(key=...)``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+# --- plain session state
+PENDING_DELETE = "pending_delete"          # checkpoint file name awaiting confirmation
+FLASH = "flash"                            # (kind, message) shown once after a rerun
+
+DEFAULTS: dict[str, Any] = {PENDING_DELETE: None, FLASH: None}
+
+# --- widget keys: Checkpoints
+CKPT_SELECT = "ckpt_select"
+CKPT_HISTORY = "ckpt_history"
+CKPT_UPLOAD = "ckpt_upload"
+CKPT_UPLOAD_ARCH = "ckpt_upload_arch"
+CKPT_UPLOAD_CLASSES = "ckpt_upload_classes"
+CKPT_UPLOAD_DATASET = "ckpt_upload_dataset"
+CKPT_UPLOAD_NAME = "ckpt_upload_name"
+CKPT_UPLOAD_SUBMIT = "ckpt_upload_submit"
+CKPT_DELETE = "ckpt_delete"
+CKPT_DELETE_CONFIRM = "ckpt_delete_confirm"
+CKPT_DELETE_CANCEL = "ckpt_delete_cancel"
+
+# --- widget keys: Explore
+EXP_MODEL = "exp_model"
+EXP_SPLIT = "exp_split"
+EXP_LAYER = "exp_layer"
+EXP_COLOR = "exp_color"
+EXP_NORMALIZED = "exp_normalized"
+EXP_SCATTER = "exp_scatter"
+EXP_PREFIX = "exp"          # chart keys: exp_scatter_0, exp_confusion_0
+
+# --- widget keys: Compare
+CMP_MODELS = "cmp_models"
+CMP_SPLIT = "cmp_split"
+CMP_LAYER = "cmp_layer"
+CMP_COLOR = "cmp_color"
+CMP_CLEAR = "cmp_clear"
+CMP_NORMALIZED = "cmp_normalized"
+CMP_DOWNLOADS = "cmp_downloads"
+CMP_DL_CSV = "cmp_dl_csv"
+CMP_DL_PARQUET = "cmp_dl_parquet"
+CMP_DL_FIGURES = "cmp_dl_figures"
+CMP_DL_REPORT = "cmp_dl_report"
+CMP_METRIC_LAYERS = "cmp_metric_layers"
+CMP_PREFIX = "cmp"          # chart keys: cmp_scatter_{i}, cmp_confusion_{i}
+
+
+def scatter_key(prefix: str, i: int) -> str:
+    return f"{prefix}_scatter_{i}"
+
+
+def confusion_key(prefix: str, i: int) -> str:
+    return f"{prefix}_confusion_{i}"
+
+
+def proj_key(prefix: str, name: str) -> str:
+    """Projection widgets: ``exp_proj_method``, ``cmp_proj_perplexity``..."""
+    return f"{prefix}_proj_{name}"
+
+
+def highlight_source_key(prefix: str) -> str:
+    """Session key of the last chart a selection came from: ``("scatter"|"cell", view index)``."""
+    return f"{prefix}_highlight_source"
+
+
+def init_state() -> None:
+    """Initialise every plain key once per session."""
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message across the rerun that follows an action."""
+    st.session_state[FLASH] = (kind, message)
+
+
+def show_flash() -> None:
+    item = st.session_state.get(FLASH)
+    if item:
+        kind, message = item
+        getattr(st, kind, st.info)(message)
+        st.session_state[FLASH] = None

@@ -1,0 +1,44 @@
+"""Widgets that return config objects."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from asl_core.projection import ProjectionConfig
+from ui import state as S
+
+COLOR_BY = {"true class": "true", "prediction": "pred", "correct / wrong": "correct", "confidence": "confidence"}
+SPLITS = ("test", "val", "train")
+# (label, key in the engine's separability dict, format)
+SEPARABILITY = (("silhouette ↑", "silhouette", ".3f"), ("Davies-Bouldin ↓", "davies_bouldin", ".3f"),
+                ("Calinski-Harabasz ↑", "calinski_harabasz", ".1f"), ("k-NN accuracy ↑", "knn_accuracy", ".3f"),
+                ("within/between ↓", "within_between_ratio", ".3f"))
+
+
+def projection_config(prefix: str, container=None) -> ProjectionConfig:
+    """Projection method and its parameters; keys are ``{prefix}_method`` etc."""
+    c = container or st
+    method = c.selectbox("Projection", ("pca", "umap", "tsne"), key=S.proj_key(prefix, "method"),
+                         format_func={"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}.get)
+    kwargs: dict = {}
+    if method == "tsne":
+        kwargs["perplexity"] = float(c.slider("Perplexity", 5, 100, 30, key=S.proj_key(prefix, "perplexity")))
+    if method == "umap":
+        kwargs["n_neighbors"] = int(c.slider("Neighbours", 2, 100, 15, key=S.proj_key(prefix, "neighbors")))
+        kwargs["min_dist"] = float(c.slider("Min distance", 0.0, 1.0, 0.1, 0.05, key=S.proj_key(prefix, "min_dist")))
+    kwargs["seed"] = int(c.number_input("Seed", 0, 10_000, 0, key=S.proj_key(prefix, "seed")))
+    kwargs["max_points"] = int(c.number_input("Max points", 100, 200_000, 20_000, step=1000, key=S.proj_key(prefix, "max_points"),
+                                              help="Above this a stratified sample is projected (the page says so)."))
+    kwargs["standardize"] = bool(c.checkbox("Standardise features", True, key=S.proj_key(prefix, "standardize")))
+    return ProjectionConfig(method=method, **kwargs)
+
+
+def color_by(key: str, container=None) -> str:
+    c = container or st
+    label = c.radio("Colour by", list(COLOR_BY), key=key, horizontal=True)
+    return COLOR_BY[label]
+
+
+def table_layers(layers: list[str], picked: str) -> list[str]:
+    """Default rows of the separability table: the picked layer and the top-level layers."""
+    return list(dict.fromkeys([picked, *[name for name in layers if "." not in name]]))
