@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointMeta, LoadedCheckpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointMeta, LoadedCheckpoint, content_hash, load_checkpoint, save_checkpoint
 from .data import DatasetSpec, Split, Splits, build_splits, get_spec, normalize
 from .errors import UserError, cli_entry
 from .losses import DISTANCES, FocusingPickingLoss, MultiLayerASLoss, kd_terms
@@ -252,7 +252,10 @@ def train(
     }
     parents = {}
     if teacher is not None:
-        parents = {"baseline": teacher.meta.content_hash, "baseline_name": teacher.meta.name or (teacher.path.stem if teacher.path else "")}
+        # A baseline trained in memory (experiment.py) has no hash until it is saved; compute the
+        # same hash the saved file would carry so that the lineage is recorded either way.
+        teacher_hash = teacher.meta.content_hash or content_hash(teacher.model.state_dict(), teacher.meta)
+        parents = {"baseline": teacher_hash, "baseline_name": teacher.meta.name or (teacher.path.stem if teacher.path else "")}
     meta = CheckpointMeta(
         arch=config.arch, num_classes=c, class_names=splits.class_names, input_shape=splits.input_shape,
         mean=splits.mean, std=splits.std, method=config.method, name=name, small_input=small,
