@@ -55,6 +55,7 @@ class PairedDiff:
     """``method - baseline`` over the seeds both have."""
 
     mean_diff: float
+    std_diff: float  # sample std (ddof = 1) of the per-seed differences
     wins: int
     ties: int
     n: int
@@ -82,7 +83,8 @@ def paired_diff(runs: Sequence[RunResult], method: str, metric: str, reference: 
     if not seeds:
         raise ValueError(f"no seed has both {method!r} and {reference!r}")
     diffs = [mine[s] - ref[s] for s in seeds]
-    return PairedDiff(sum(diffs) / len(diffs), sum(d > 0 for d in diffs), sum(d == 0 for d in diffs), len(diffs))
+    spread = mean_std(diffs)
+    return PairedDiff(spread.mean, spread.std, sum(d > 0 for d in diffs), sum(d == 0 for d in diffs), len(diffs))
 
 
 def summarize(runs: Sequence[RunResult], methods: Sequence[str], reference: str = REFERENCE) -> list[MethodSummary]:
@@ -101,7 +103,7 @@ def summarize(runs: Sequence[RunResult], methods: Sequence[str], reference: str 
 def summary_csv(summaries: Sequence[MethodSummary]) -> str:
     cols = ["method", "n_seeds"]
     for m, _ in METRICS:
-        cols += [f"{m}_mean", f"{m}_std", f"{m}_diff_vs_{REFERENCE}", f"{m}_wins", f"{m}_ties"]
+        cols += [f"{m}_mean", f"{m}_std", f"{m}_diff_vs_{REFERENCE}", f"{m}_diff_std", f"{m}_wins", f"{m}_ties"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -110,7 +112,7 @@ def summary_csv(summaries: Sequence[MethodSummary]) -> str:
         for m, _ in METRICS:
             row += [f"{s.metrics[m].mean:.6f}", f"{s.metrics[m].std:.6f}"]
             p = s.paired[m] if s.paired else None
-            row += [f"{p.mean_diff:.6f}", p.wins, p.ties] if p else ["", "", ""]
+            row += [f"{p.mean_diff:.6f}", f"{p.std_diff:.6f}", p.wins, p.ties] if p else ["", "", "", ""]
         w.writerow(row)
     return buf.getvalue()
 
@@ -143,8 +145,10 @@ def verdicts(summaries: Sequence[MethodSummary]) -> list[str]:
             continue
         p = s.paired["macro_f1"]
         word = "beats" if p.mean_diff > 0 else "does not beat"
-        out.append(f"- **{s.method}** {word} the baseline on mean test macro-F1 ({p.mean_diff:+.4f}); "
-                   f"higher on {p.wins} of {p.n} seeds, equal on {p.ties}.")
+        se = p.std_diff / math.sqrt(p.n)
+        noise = "; within two standard errors of zero" if abs(p.mean_diff) < 2 * se else ""
+        out.append(f"- **{s.method}** {word} the baseline on mean test macro-F1 ({p.mean_diff:+.4f}, standard error {se:.4f} "
+                   f"over {p.n} paired seeds{noise}); higher on {p.wins} of {p.n} seeds, equal on {p.ties}.")
     return out
 
 

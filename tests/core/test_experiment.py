@@ -75,7 +75,7 @@ def test_tiny_experiment_tables_and_reproducibility(tmp_path, keep_threads):
     summ = {r["method"]: r for r in read_csv(summary)}
     assert set(summ) == {"baseline", "clonal"}
     for metric, _ in METRICS:
-        for col in ("mean", "std", "diff_vs_baseline", "wins", "ties"):
+        for col in ("mean", "std", "diff_vs_baseline", "diff_std", "wins", "ties"):
             assert f"{metric}_{col}" in summ["clonal"]
         base = {r["seed"]: float(r[metric]) for r in rows if r["method"] == "baseline"}
         mine = {r["seed"]: float(r[metric]) for r in rows if r["method"] == "clonal"}
@@ -100,6 +100,7 @@ def test_summary_and_paired_differences_from_per_seed_rows():
     assert kd.metrics["accuracy"].std == pytest.approx(0.05)  # ddof = 1
     p = kd.paired["accuracy"]
     assert (p.mean_diff, p.wins, p.ties, p.n) == (pytest.approx(0.0), 1, 1, 3)
+    assert p.std_diff == pytest.approx(0.05)  # differences +0.05, 0, -0.05
     assert kd.paired["silhouette"].ties == 3
 
 
