@@ -306,6 +306,16 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-seed", type=int, default=0, help="seed of the splits and the corruption")
 
 
+DATA_FLAGS = ("--dataset", "--data-root", "--samples-per-class", "--imbalance", "--noise", "--blur", "--occlusion",
+              "--val-per-class", "--test-per-class", "--image-size", "--channels", "--data-seed")
+
+
+def data_args_given(argv: list[str]) -> bool:
+    """Whether the command line says anything about the data (``--noise 0.1`` or ``--noise=0.1``).
+    Without it, clonal/KD train on the baseline's own dataset spec."""
+    return any(tok.split("=", 1)[0] in DATA_FLAGS for tok in argv)
+
+
 def spec_from_args(args: argparse.Namespace) -> DatasetSpec:
     overrides = dict(
         samples_per_class=args.samples_per_class, imbalance=args.imbalance, noise=args.noise, blur=args.blur,
@@ -379,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.baseline:
             raise UserError(f"--method {config.method} needs --baseline CHECKPOINT")
         teacher = load_checkpoint(args.baseline)
-    if teacher is not None and args.dataset == "digits-hard" and teacher.meta.dataset and "--dataset" not in (argv or sys.argv):
+    if teacher is not None and teacher.meta.dataset and not data_args_given(sys.argv[1:] if argv is None else argv):
         spec = DatasetSpec.from_dict(teacher.meta.dataset)  # default: the baseline's own data
     else:
         spec = spec_from_args(args)

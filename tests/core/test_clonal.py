@@ -265,3 +265,23 @@ def test_cli_clonal_without_baseline_is_a_one_line_error(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "--baseline" in lines[0]
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_cli_clonal_trains_on_the_baselines_data_unless_told_otherwise(tmp_path, capsys):
+    from asl_core.train import data_args_given, main
+
+    data = ["--dataset", "digits", "--samples-per-class", "10", "--val-per-class", "5", "--test-per-class", "5"]
+    assert main(["--out", str(tmp_path / "base"), "--epochs", "2", "--quiet", *data]) == 0
+    base = load_checkpoint(tmp_path / "base.safetensors")
+    args = ["--method", "clonal", "--arch", "digits_cnn_small", "--baseline", str(tmp_path / "base.safetensors"),
+            "--epochs", "2", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "small")]) == 0
+    small = load_checkpoint(tmp_path / "small.safetensors")
+    assert small.meta.arch == "digits_cnn_small" and small.meta.method == "clonal"
+    assert small.meta.dataset == base.meta.dataset
+    assert small.meta.parents["baseline"] == base.meta.content_hash
+    # a data flag, in either spelling, means the user's data, not the baseline's
+    assert main([*args, "--out", str(tmp_path / "other"), "--samples-per-class=8", "--dataset=digits",
+                 "--val-per-class", "5", "--test-per-class", "5"]) == 0
+    assert load_checkpoint(tmp_path / "other.safetensors").meta.dataset["samples_per_class"] == 8
+    assert data_args_given(["--noise=0.1"]) and not data_args_given(["--epochs", "2"])

@@ -175,3 +175,10 @@ def test_recorded_search_note_flags_defaults_that_differ(tmp_path):
     path.write_text(json.dumps(rec))
     assert "differ" not in experiment.recorded_search(path, configs)[1]
 
+
+
+def test_student_arch_applies_to_clonal_and_kd_only():
+    configs = experiment.method_configs(["baseline", "asloss", "clonal", "kd"], TrainConfig(), "digits_cnn_small")
+    assert {m: c.arch for m, c in configs.items()} == {"baseline": "digits_cnn", "asloss": "digits_cnn",
+                                                       "clonal": "digits_cnn_small", "kd": "digits_cnn_small"}
+    assert all(c.method == m for m, c in configs.items())
