@@ -1,4 +1,4 @@
-"""Train every method on every seed and tabulate test figures, paired by seed with the baseline.
+r"""Train every method on every seed and tabulate test figures, paired by seed with the baseline.
 
     python -m asl_core.experiment --dataset digits-hard --methods baseline,asloss,clonal,kd \
         --seeds 5 --out docs/results/digits-hard

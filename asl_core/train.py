@@ -1,4 +1,4 @@
-"""Training: baseline (CE), ASLoss (CE + ASLoss on chosen layers), ClonalNet (focusing-picking
+r"""Training: baseline (CE), ASLoss (CE + ASLoss on chosen layers), ClonalNet (focusing-picking
 loss against a frozen baseline) and knowledge distillation (CE + Hinton KD).
 
     python -m asl_core.train --method asloss --dataset digits-hard --layers embedding:1.0 \
