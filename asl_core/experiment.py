@@ -235,14 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(title=f"{spec.name}: {' vs '.join(methods)}", command=command,
                     setup=setup_lines(spec, splits, seeds, args.threads, args.device), summaries=summaries, runs=runs,
                     used=used_hyperparams(configs), search=record, search_note=note)
-    atomic_write_bytes(paths["md"], text.encode())
-    atomic_write_bytes(paths["csv"], summary_csv(summaries).encode())
-    atomic_write_bytes(paths["runs"], runs_csv(runs, splits.class_names).encode())
-    written = [paths["md"], paths["csv"], paths["runs"]]
+    outputs = {paths["md"]: text, paths["csv"]: summary_csv(summaries), paths["runs"]: runs_csv(runs, splits.class_names)}
     if args.search and record is not None:
-        data = {"command": command, "dataset": spec.to_dict(), **record.to_dict()}
-        atomic_write_bytes(paths["search"], (json.dumps(data, indent=2) + "\n").encode())
-        written.append(paths["search"])
+        outputs[paths["search"]] = json.dumps({"command": command, "dataset": spec.to_dict(), **record.to_dict()}, indent=2) + "\n"
+    for path, content in outputs.items():
+        try:
+            atomic_write_bytes(path, content.encode())
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    written = list(outputs)
     print(f"{total} models in {elapsed:.1f} s")
     for path in written:
         print(f"wrote {path}")
