@@ -167,9 +167,11 @@ def _umap(config: ProjectionConfig, n: int, notes: list[str], aligned: bool = Fa
     if k >= n:
         k = max(2, n - 1)
         notes.append(f"n_neighbors lowered to {k} for {n} samples")
-    cls = umap.AlignedUMAP if aligned else umap.UMAP
+    params = dict(n_components=2, n_neighbors=k, min_dist=config.min_dist, random_state=config.seed)
+    if aligned:
+        return umap.AlignedUMAP(**params)
     # a seed makes umap-learn single-threaded anyway; saying so up front keeps it quiet
-    return cls(n_components=2, n_neighbors=k, min_dist=config.min_dist, random_state=config.seed, n_jobs=1)
+    return umap.UMAP(**params, n_jobs=1)
 
 
 def trust(Z: np.ndarray, coords: np.ndarray, labels, config: ProjectionConfig, notes: list[str]) -> float:
