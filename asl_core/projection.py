@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -242,8 +243,10 @@ def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfi
     if config.align == "aligned_umap" and len(Xs) > 1:
         relation = {i: i for i in range(sample.size)}
         mapper = _umap(config, sample.size, notes[0], aligned=True)
-        coords = [np.asarray(c, dtype=np.float32)
-                  for c in mapper.fit([_pre_reduce(Z, config) for Z in Zs], relations=[relation] * (len(Xs) - 1)).embeddings_]
+        with warnings.catch_warnings():  # AlignedUMAP seeds its inner UMAPs, which then warn about n_jobs
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            mapper.fit([_pre_reduce(Z, config) for Z in Zs], relations=[relation] * (len(Xs) - 1))
+        coords = [np.asarray(c, dtype=np.float32) for c in mapper.embeddings_]
         for extra in notes[1:]:
             extra.extend(notes[0][len(base_notes):])
         for extra in notes:
