@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         atomic_write_bytes(out, build_report(cmp).encode())
+        umask = os.umask(0)
+        os.umask(umask)
+        out.chmod(0o666 & ~umask)  # a report is for sharing; the atomic temp file starts private
         if args.export:
             table = export_table(cmp)
             if args.export.lower().endswith(".csv"):
