@@ -26,7 +26,7 @@ from .figures import confusion_figure, delta_figure, layer_metrics_figure, scatt
 from .projection import ALIGNS, METHODS, ProjectionConfig
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h2{margin-top:1.6em}
-.row{display:flex;flex-wrap:wrap;gap:1em}.cell{flex:1;min-width:380px}table{border-collapse:collapse;font-size:.9em}
+.row{display:flex;flex-wrap:wrap;gap:1em}.cell{flex:0 0 auto}table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}.note{color:#555;font-size:.9em}"""
 
 
@@ -51,8 +51,11 @@ class _Figures:
     def __init__(self) -> None:
         self.first = True
 
-    def __call__(self, fig, height: int = 420) -> str:
-        fig.update_layout(height=height)
+    def __call__(self, fig, height: int = 420, width: int = 470) -> str:
+        # A fixed size: plotly measures a responsive figure before the page's layout settles,
+        # and the first figure of a row then came out several times too wide and clipped.
+        # The top margin keeps the title clear of the mode bar.
+        fig.update_layout(height=height, width=width, autosize=False, margin={"t": 70})
         out = fig.to_html(full_html=False, include_plotlyjs=self.first, config={"displaylogo": False})
         self.first = False
         return out
@@ -107,7 +110,7 @@ def build_report(comparison: Comparison) -> str:
     parts.append("<h2 id='layers'>Representation metrics (full-dimensional features)</h2>")
     table = cmp.layer_table()
     parts.append(_table(table))
-    parts.append(fig(layer_metrics_figure(table), 360))
+    parts.append(fig(layer_metrics_figure(table), 360, 1400))
     parts.append("</body></html>")
     return "\n".join(parts)
 
