@@ -21,7 +21,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 checkpoints: venv
 	$(PY) -m asl_core.demo
 
-demo: checkpoints
+# trains the demo checkpoints if missing, prints their metrics, then serves the app
+demo: venv
 	$(PY) -m asl_core.demo --serve --port $(PORT)
 
 # Debian's chromium drives the browser tests (Playwright's own browser download does not work here).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .figures import confusion_figure, delta_figure, layer_metrics_figure, scatt
 from .projection import ALIGNS, METHODS, ProjectionConfig
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h2{margin-top:1.6em}
-.row{display:flex;flex-wrap:wrap;gap:1em}.cell{flex:1;min-width:380px}table{border-collapse:collapse;font-size:.9em}
+.row{display:flex;flex-wrap:wrap;gap:1em}.cell{flex:0 0 auto}table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}.note{color:#555;font-size:.9em}"""
 
 
@@ -50,8 +51,11 @@ class _Figures:
     def __init__(self) -> None:
         self.first = True
 
-    def __call__(self, fig, height: int = 420) -> str:
-        fig.update_layout(height=height)
+    def __call__(self, fig, height: int = 420, width: int = 470) -> str:
+        # A fixed size: plotly measures a responsive figure before the page's layout settles,
+        # and the first figure of a row then came out several times too wide and clipped.
+        # The top margin keeps the title clear of the mode bar.
+        fig.update_layout(height=height, width=width, autosize=False, margin={"t": 70})
         out = fig.to_html(full_html=False, include_plotlyjs=self.first, config={"displaylogo": False})
         self.first = False
         return out
@@ -90,22 +94,23 @@ def build_report(comparison: Comparison) -> str:
         parts.append(f"<div class='cell'>{fig(confusion_figure(m.confusion_normalized, names, True, f'{m.name}: row-normalised'))}</div>")
     parts.append("</div>")
 
-    for m in cmp.models[1:]:
-        parts.append(f"<h2 id='delta'>{html.escape(m.name)} vs {html.escape(ref.name)}</h2><div class='row'>")
+    for i, m in enumerate(cmp.models[1:]):
+        sfx = "" if i == 0 else f"-{i + 1}"  # unique anchors with a third model
+        parts.append(f"<h2 id='delta{sfx}'>{html.escape(m.name)} vs {html.escape(ref.name)}</h2><div class='row'>")
         parts.append(f"<div class='cell'>{fig(delta_figure(m.delta, names, f'confusion delta ({m.name} - {ref.name}, counts)'))}</div>")
         parts.append(f"<div class='cell'>{fig(delta_figure(m.delta_normalized, names, 'delta (row-normalised)'))}</div></div>")
-        mc = m.mcnemar
-        parts.append(f"<h3 id='mcnemar'>McNemar exact test</h3><p>{ref.name} right and {m.name} wrong: b = {mc['b']}; "
-                     f"{ref.name} wrong and {m.name} right: c = {mc['c']}; exact two-sided p = {mc['pvalue']:.4g} "
+        mc, a, b = m.mcnemar, html.escape(ref.name), html.escape(m.name)
+        parts.append(f"<h3 id='mcnemar{sfx}'>McNemar exact test</h3><p>{a} right and {b} wrong: b = {mc['b']}; "
+                     f"{a} wrong and {b} right: c = {mc['c']}; exact two-sided p = {mc['pvalue']:.4g} "
                      f"(n = {mc['n']}).</p>")
         flips = m.flips
         rows = [{"class": names[c], **{k: flips[k][c] for k in flips if k != "class"}} for c in flips["class"]]
-        parts.append("<h3 id='flips'>Flip table (per true class)</h3>" + _table(rows))
+        parts.append(f"<h3 id='flips{sfx}'>Flip table (per true class)</h3>" + _table(rows))
 
     parts.append("<h2 id='layers'>Representation metrics (full-dimensional features)</h2>")
     table = cmp.layer_table()
     parts.append(_table(table))
-    parts.append(fig(layer_metrics_figure(table), 360))
+    parts.append(fig(layer_metrics_figure(table), 360, 1400))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -167,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         atomic_write_bytes(out, build_report(cmp).encode())
+        umask = os.umask(0)
+        os.umask(umask)
+        out.chmod(0o666 & ~umask)  # a report is for sharing; the atomic temp file starts private
         if args.export:
             table = export_table(cmp)
             if args.export.lower().endswith(".csv"):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,6 +64,20 @@ class Features:
         return self.preds == self.labels
 
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.Lock:
+    """One lock per model object: hooks, eval mode and device moves are model-wide state, so two
+    threads (two app sessions sharing a cached model) must not extract from it at once."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+        return lock
+
+
 def _default_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
@@ -101,22 +117,53 @@ def extract_features(
     if tuple(split.x.shape[1:2]) != tuple(meta.input_shape[:1]):
         raise UserError(f"the model expects {meta.input_shape[0]} input channels; the data has {split.x.shape[1]}")
     dev = pick_device(device) if isinstance(device, str) else device
-    on_cuda = dev.type == "cuda"
-    forward = forward or _default_forward
     n = len(split)
     if n == 0:
         raise UserError("the split is empty")
+    with model_lock(model):
+        buffers, bs, notes = _run_batches(model, split, layers, meta.mean, meta.std, dev, batch_size, amp, channels_last,
+                                          progress, forward or _default_forward)
+    return Features(
+        layers={name: buffers[f"layer:{name}"].numpy().astype(np.float32, copy=False) for name in layers},
+        logits=buffers["logits"].numpy(),
+        preds=buffers["pred"].numpy().astype(np.int64),
+        confidence=buffers["conf"].numpy(),
+        labels=split.y.numpy().astype(np.int64),
+        index=split.index.numpy().astype(np.int64),
+        split=split_name,
+        batch_size=bs,
+        oom_retries=len(notes),
+        device=str(dev),
+        notes=tuple(notes),
+    )
+
+
+def _run_batches(
+    model: nn.Module,
+    split: Split,
+    layers: list[str],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    dev: torch.device,
+    batch_size: int,
+    amp: str | None,
+    channels_last: bool,
+    progress: Callable[[int, int], None] | None,
+    forward: Forward,
+) -> tuple[dict[str, torch.Tensor], int, list[str]]:
+    """The batch loop. Returns host buffers (``layer:NAME`` ``[N, D]``, ``logits``, ``conf``,
+    ``pred``), the batch size finally used and one note per out-of-memory retry."""
+    n, on_cuda = len(split), dev.type == "cuda"
     was_training, home = model.training, _model_device(model)
-    model.eval()
-    model.to(dev)
-    memory_format = torch.channels_last if (channels_last and on_cuda) else torch.contiguous_format
-    if memory_format is torch.channels_last:
-        model.to(memory_format=torch.channels_last)
-    autocast = (torch.autocast("cuda", dtype=AMP_DTYPES[amp]) if (amp and on_cuda) else contextlib.nullcontext())
+    use_cl = channels_last and on_cuda
+    autocast = torch.autocast("cuda", dtype=AMP_DTYPES[amp]) if (amp and on_cuda) else contextlib.nullcontext()
     buffers: dict[str, torch.Tensor] = {}
-    retries = 0
     notes: list[str] = []
     bs = batch_size
+    model.eval()
+    model.to(dev)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
     try:
         with torch.inference_mode(), LayerTap(model, layers, pool=True, detach=True) as tap:
             start = 0
@@ -124,8 +171,8 @@ def extract_features(
                 xb = split.x[start : start + bs]
                 if on_cuda:
                     xb = xb.pin_memory().to(dev, non_blocking=True)
-                xb = normalize(xb.to(dev, torch.float32), meta.mean, meta.std)
-                if memory_format is torch.channels_last:
+                xb = normalize(xb.to(dev, torch.float32), mean, std)
+                if use_cl:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 tap.outputs.clear()
                 try:
@@ -138,15 +185,12 @@ def extract_features(
                         raise UserError("out of device memory even with a batch of 1; use the CPU (device='cpu')") from None
                     if on_cuda:
                         torch.cuda.empty_cache()
-                    retries += 1
-                    msg = f"out of memory at batch size {bs}; retrying with {bs // 2}"
-                    log.warning(msg)
-                    notes.append(msg)
+                    notes.append(f"out of memory at batch size {bs}; retried with {bs // 2}")
+                    log.warning(notes[-1])
                     bs //= 2
                     continue
                 logits = logits.float()
-                prob = torch.softmax(logits, dim=1)
-                conf, pred = prob.max(dim=1)
+                conf, pred = torch.softmax(logits, dim=1).max(dim=1)
                 rows = {f"layer:{name}": tap.outputs[name].float() for name in layers}
                 rows.update(logits=logits, conf=conf, pred=pred)
                 stop = start + xb.shape[0]
@@ -158,22 +202,10 @@ def extract_features(
                 if progress is not None:
                     progress(start, n)
             if on_cuda:
-                torch.cuda.synchronize(dev)
+                torch.cuda.synchronize(dev)  # the async copies into the host buffers are done
     finally:
-        if memory_format is torch.channels_last:
+        if use_cl:
             model.to(memory_format=torch.contiguous_format)
         model.to(home)
         model.train(was_training)
-    return Features(
-        layers={name: buffers[f"layer:{name}"].numpy().astype(np.float32, copy=False) for name in layers},
-        logits=buffers["logits"].numpy(),
-        preds=buffers["pred"].numpy().astype(np.int64),
-        confidence=buffers["conf"].numpy(),
-        labels=split.y.numpy().astype(np.int64),
-        index=split.index.numpy().astype(np.int64),
-        split=split_name,
-        batch_size=bs,
-        oom_retries=retries,
-        device=str(dev),
-        notes=tuple(notes),
-    )
+    return buffers, bs, notes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,9 +168,11 @@ def _umap(config: ProjectionConfig, n: int, notes: list[str], aligned: bool = Fa
     if k >= n:
         k = max(2, n - 1)
         notes.append(f"n_neighbors lowered to {k} for {n} samples")
-    cls = umap.AlignedUMAP if aligned else umap.UMAP
+    params = dict(n_components=2, n_neighbors=k, min_dist=config.min_dist, random_state=config.seed)
+    if aligned:
+        return umap.AlignedUMAP(**params)
     # a seed makes umap-learn single-threaded anyway; saying so up front keeps it quiet
-    return cls(n_components=2, n_neighbors=k, min_dist=config.min_dist, random_state=config.seed, n_jobs=1)
+    return umap.UMAP(**params, n_jobs=1)
 
 
 def trust(Z: np.ndarray, coords: np.ndarray, labels, config: ProjectionConfig, notes: list[str]) -> float:
@@ -240,8 +243,10 @@ def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfi
     if config.align == "aligned_umap" and len(Xs) > 1:
         relation = {i: i for i in range(sample.size)}
         mapper = _umap(config, sample.size, notes[0], aligned=True)
-        coords = [np.asarray(c, dtype=np.float32)
-                  for c in mapper.fit([_pre_reduce(Z, config) for Z in Zs], relations=[relation] * (len(Xs) - 1)).embeddings_]
+        with warnings.catch_warnings():  # AlignedUMAP seeds its inner UMAPs, which then warn about n_jobs
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            mapper.fit([_pre_reduce(Z, config) for Z in Zs], relations=[relation] * (len(Xs) - 1))
+        coords = [np.asarray(c, dtype=np.float32) for c in mapper.embeddings_]
         for extra in notes[1:]:
             extra.extend(notes[0][len(base_notes):])
         for extra in notes:
@@ -274,3 +279,26 @@ def from_user_coords(coords, X, labels=None, config: ProjectionConfig = Projecti
     notes = ["user-provided coordinates"]
     t = trust(_prepare(X, config), coords, labels, config, notes)
     return Projection(coords, np.arange(X.shape[0]), t, "; ".join(notes), "user", X.shape[0])
+
+
+class Projector:
+    """sklearn-style wrapper: ``Projector(method="umap", seed=0).fit(X, labels)`` then
+    ``embedding_`` ``[n, 2]``, ``sample_`` ``[n]``, ``trustworthiness_`` and ``note_``.
+    Keyword arguments are those of :class:`ProjectionConfig` (validated in ``fit``)."""
+
+    def __init__(self, **params) -> None:
+        self.params = params
+
+    def get_params(self, deep: bool = True) -> dict:
+        return dict(self.params)
+
+    def fit(self, X, labels=None) -> Projector:
+        config = ProjectionConfig(**self.params)
+        labels = np.zeros(np.asarray(X).shape[0], dtype=np.int64) if labels is None else labels
+        result = project(X, labels, config)
+        self.embedding_, self.sample_ = result.coords, result.sample
+        self.trustworthiness_, self.note_ = result.trustworthiness, result.note
+        return self
+
+    def fit_transform(self, X, labels=None) -> np.ndarray:
+        return self.fit(X, labels).embedding_

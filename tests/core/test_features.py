@@ -78,3 +78,16 @@ def test_bad_options(ckpts, engine_splits):
         extract_features(ckpts[0], engine_splits.test, ["embedding"], amp="fp8")
     with pytest.raises(ValueError):
         extract_features(ckpts[0], engine_splits.test, ["embedding"], batch_size=0)
+
+
+def test_concurrent_extractions_do_not_mix(ckpts, engine_splits):
+    """Two app sessions sharing one cached model: hooks are model-wide, so calls are serialised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ref = extract_features(ckpts[0], engine_splits.test, ["block1", "embedding"], device="cpu")
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda layer: extract_features(ckpts[0], engine_splits.test, [layer], device="cpu", batch_size=4),
+                             ["block1", "embedding"] * 3))
+    for f in runs:
+        (name, value), = f.layers.items()
+        np.testing.assert_allclose(value, ref.layers[name], atol=1e-6)

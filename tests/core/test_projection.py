@@ -92,3 +92,14 @@ def test_user_coords_and_validation():
         project(X[:, :, None], y)
     with pytest.raises(ValueError):
         project(X, y[:5])
+
+
+def test_sklearn_style_projector():
+    from asl_core.projection import Projector
+
+    X, y = blobs(n_per=10)
+    est = Projector(method="pca", max_points=20)
+    assert est.fit(X, y) is est and est.embedding_.shape == (20, 2) and "20 of 30" in est.note_
+    assert Projector().fit_transform(X).shape == (30, 2)
+    with pytest.raises(ValueError):
+        Projector(method="lda").fit(X, y)

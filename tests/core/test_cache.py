@@ -1,0 +1,117 @@
+"""Disk cache: hits across instances, misses, invalidation by content hash, damaged entries."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from engine_fixtures import ckpt_paths, ckpts, engine_spec, engine_splits  # noqa: F401
+
+from asl_core.cache import DiskCache, cached_features, cached_projections, default_root
+from asl_core.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
+from asl_core.projection import ProjectionConfig
+
+
+def _feats(cache, ck, spec, splits):
+    return cached_features(cache, ck, spec, "test", ["embedding", "block3"], splits=splits, device="cpu")
+
+
+def test_hit_across_instances_and_miss(tmp_path, ckpts, engine_spec, engine_splits):
+    cache = DiskCache(tmp_path)
+    first = _feats(cache, ckpts[0], engine_spec, engine_splits)
+    assert (cache.hits, cache.misses) == (0, 1)
+    again = DiskCache(tmp_path)  # another process sees the same files
+    second = _feats(again, ckpts[0], engine_spec, engine_splits)
+    assert again.hits == 1 and list(second.layers) == ["embedding", "block3"]
+    for name in first.layers:
+        np.testing.assert_array_equal(first.layers[name], second.layers[name])
+    np.testing.assert_array_equal(first.index, second.index)
+    _feats(again, ckpts[1], engine_spec, engine_splits)  # another model: a miss
+    cached_features(again, ckpts[0], engine_spec, "val", ["embedding"], splits=engine_splits, device="cpu")
+    assert again.misses == 2
+    assert not list(tmp_path.rglob("*.pkl")) and len(list(tmp_path.rglob("*.npz"))) == 3
+
+
+def test_changed_checkpoint_is_never_stale(tmp_path, ckpt_paths, engine_spec, engine_splits):
+    cache = DiskCache(tmp_path / "cache")
+    ck = load_checkpoint(ckpt_paths[0])
+    before = _feats(cache, ck, engine_spec, engine_splits)
+    state = {k: v.clone() for k, v in ck.model.state_dict().items()}
+    state["embedding.1.weight"] += 0.5  # new weights, saved over the same file name
+    path = save_checkpoint(state, dataclasses.replace(ck.meta, content_hash=""), tmp_path / "same")
+    changed = load_checkpoint(path)
+    assert changed.content_hash != ck.content_hash
+    after = _feats(cache, changed, engine_spec, engine_splits)
+    assert cache.hits == 0 and not np.allclose(after.layers["embedding"], before.layers["embedding"])
+
+
+@pytest.mark.parametrize("damage", ["garbage_npz", "truncated_json", "missing_npz", "pickled_array"])
+def test_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, ckpts, engine_spec, engine_splits, damage):
+    cache = DiskCache(tmp_path)
+    good = _feats(cache, ckpts[0], engine_spec, engine_splits)
+    npz = next(tmp_path.rglob("*.npz"))
+    js = npz.with_suffix(".json")
+    if damage == "garbage_npz":
+        npz.write_bytes(b"not a zip")
+    elif damage == "truncated_json":
+        js.write_text(js.read_text()[:20])
+    elif damage == "missing_npz":
+        npz.unlink()
+    else:  # an object array: only readable with pickle, which the cache refuses
+        buf = io.BytesIO()
+        np.savez(buf, logits=np.array([{"x": 1}], dtype=object))
+        npz.write_bytes(buf.getvalue())
+        info = json.loads(js.read_text())
+        import hashlib
+
+        info["npz_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        js.write_text(json.dumps(info))
+    fresh = DiskCache(tmp_path)
+    again = _feats(fresh, ckpts[0], engine_spec, engine_splits)
+    assert fresh.hits == 0 and fresh.misses == 1
+    np.testing.assert_array_equal(again.logits, good.logits)
+    assert DiskCache(tmp_path).get("features", npz.stem) is not None  # rewritten whole
+
+
+def test_projection_cache(tmp_path, ckpts, engine_spec, engine_splits):
+    cache = DiskCache(tmp_path)
+    fs = [_feats(cache, c, engine_spec, engine_splits) for c in ckpts]
+    xs, y = [f.layers["embedding"] for f in fs], fs[0].labels
+    cfg = ProjectionConfig(max_points=30)
+    a = cached_projections(cache, ckpts, engine_spec, "test", "embedding", cfg, xs, y)
+    b = cached_projections(DiskCache(tmp_path), ckpts, engine_spec, "test", "embedding", cfg, xs, y)
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p.coords, q.coords)
+        np.testing.assert_array_equal(p.sample, q.sample)
+        assert p.note == q.note and "30 of 50" in q.note
+        assert p.trustworthiness == pytest.approx(q.trustworthiness)
+    other = cached_projections(cache, ckpts, engine_spec, "test", "embedding", ProjectionConfig(seed=1), xs, y)
+    assert other[0].sample.size == 50  # different parameters: computed, not reused
+
+
+def test_root_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ASL_LENS_CACHE", str(tmp_path / "elsewhere"))
+    assert DiskCache().root == tmp_path / "elsewhere" == default_root()
+    monkeypatch.delenv("ASL_LENS_CACHE")
+    assert DiskCache().root.name == ".cache"
+
+
+def test_unsaved_model_gets_a_hash(tmp_path, ckpts, engine_spec, engine_splits):
+    ck = ckpts[0]
+    bare = LoadedCheckpoint(model=ck.model, meta=dataclasses.replace(ck.meta, content_hash=""))
+    cache = DiskCache(tmp_path)
+    _feats(cache, ck, engine_spec, engine_splits)
+    _feats(cache, bare, engine_spec, engine_splits)
+    assert cache.hits == 1  # the recomputed hash equals the saved one
+    with torch.no_grad():
+        bare.model.fc.bias += 1.0
+    try:
+        _feats(cache, bare, engine_spec, engine_splits)
+        assert cache.misses == 2
+    finally:
+        with torch.no_grad():
+            bare.model.fc.bias -= 1.0
