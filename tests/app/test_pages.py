@@ -194,3 +194,27 @@ def test_empty_library_is_a_message(tmp_path, monkeypatch):
     for page in ("app.py", "pages/01_Checkpoints.py", "pages/02_Explore.py", "pages/03_Compare.py"):
         at = run(page)
         assert at.info, page
+
+
+def _upload(at: AppTest, name: str, data: bytes, **form) -> AppTest:
+    at.file_uploader(key=S.CKPT_UPLOAD).set_value((name, data, "application/octet-stream"))
+    if "arch" in form:
+        at.selectbox(key=S.CKPT_UPLOAD_ARCH).set_value(form["arch"])
+    if "classes" in form:
+        at.number_input(key=S.CKPT_UPLOAD_CLASSES).set_value(form["classes"])
+    at.button(key=S.CKPT_UPLOAD_SUBMIT).click()
+    return at.run()
+
+
+def test_upload_form_messages(app_env, tmp_path, monkeypatch):
+    folder = tmp_path / "lib"
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
+    at = run("pages/01_Checkpoints.py")
+    _upload(at, "w.ckpt", _lightning_bytes(app_env), arch="digits_cnn", classes=7)
+    assert not at.exception
+    assert any("fc.weight (10, 64) vs (7, 64)" in e.value for e in at.error), [e.value for e in at.error]
+    assert not list(folder.glob("*.safetensors"))
+    _upload(at, "../../baseline.safetensors", (app_env / "baseline.safetensors").read_bytes())
+    assert not at.exception
+    assert "added baseline.safetensors to the library" in texts(at)
+    assert (folder / "baseline.safetensors").exists()

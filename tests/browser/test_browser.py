@@ -41,6 +41,7 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
         assert "Selection: 0 sample(s)" in heading_texts(page)
         lasso_all(page, 0)
         page.get_by_text(re.compile(r"Selection: [1-9]\d* sample")).wait_for(timeout=30_000)
+        page.locator('[data-testid="stImage"]').first.wait_for(timeout=30_000)
         wait_idle(page)
         assert page.locator('[data-testid="stImage"]').count() > 0
         full_screenshot(page, artifacts / "02_explore_lasso.png")
@@ -55,6 +56,7 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
 
         click_cell(page, FIRST_CONFUSION, 2, 2, N_CLASSES)  # baseline: true 2, predicted 2
         page.get_by_text(re.compile("Highlighted samples: .* predicted 2 by baseline")).wait_for(timeout=30_000)
+        page.locator('[data-testid="stImage"]').first.wait_for(timeout=30_000)
         wait_idle(page)
         first = highlighted(page)
         n_first = int(re.search(r": (\d+) with", first).group(1))
