@@ -218,3 +218,19 @@ def test_upload_form_messages(app_env, tmp_path, monkeypatch):
     assert not at.exception
     assert "added baseline.safetensors to the library" in texts(at)
     assert (folder / "baseline.safetensors").exists()
+
+
+def test_download_payloads(app_env, tmp_path):
+    import pandas as pd
+
+    from asl_core.analysis import compare
+    from asl_core.cache import DiskCache
+    from ui import downloads
+
+    ckpts = [load_checkpoint(app_env / f"{n}.safetensors") for n in ("baseline", "clonal")]
+    cmp = compare(ckpts, cache=DiskCache(tmp_path / "cache"))
+    table = pd.read_csv(io.BytesIO(downloads.coordinates_csv(cmp)))
+    assert {"sample_index", "baseline_x", "clonal_y", "clonal_pred"} <= set(table.columns) and len(table) == 100
+    assert len(pd.read_parquet(io.BytesIO(downloads.coordinates_parquet(cmp)))) == 100
+    html = downloads.figures_html([], "t").decode()
+    assert html.startswith("<!doctype html>")
