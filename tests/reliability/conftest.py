@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ class Tally:
         row["crashes"] += outcome == "crash"
         row["lost"] += bool(lost)
         if message and category not in self.examples:
-            self.examples[category] = message.splitlines()[0][:140]
+            # tmp paths change every run; keep the table stable between runs
+            self.examples[category] = re.sub(r"/tmp/\S*/", ".../", message.splitlines()[0])[:140]
 
 
 TALLY = Tally()

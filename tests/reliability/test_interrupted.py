@@ -72,3 +72,38 @@ def test_killed_while_writing_a_checkpoint(tmp_path, good_checkpoints, tally):
     assert all(n.startswith(".") and n.endswith(".tmp") for n in leftovers), leftovers
     assert list_checkpoints(tmp_path) == [out], "a half-written temp file must not be listed"
     tally.facts["process killed while writing a checkpoint"] = "previous file unchanged; the hidden temp file is never listed"
+
+
+def test_killed_while_writing_a_cache_entry(tmp_path, tally):
+    """Kill at the first fsync (array file) and at the second (its checksum record): older
+    entries stay readable and the interrupted one is a clean miss, never a crash."""
+    import numpy as np
+
+    from asl_core.cache import DiskCache
+
+    cache = DiskCache(tmp_path / "cache")
+    old = {"x": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    cache.put("features", "a" * 64, old, {"note": "old"})
+    before = {p: _sha(p) for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    for nth in (1, 2):
+        proc = _run(f"""
+            import os, signal
+            import numpy as np
+            from asl_core import checkpoint as c
+            from asl_core.cache import DiskCache
+            calls = {{"n": 0}}
+            def die_at(fd):
+                calls["n"] += 1
+                if calls["n"] == {nth}:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            c.os.fsync = die_at
+            DiskCache({str(tmp_path / "cache")!r}).put("features", "b" * 64, {{"x": np.ones((1000, 64), np.float32)}}, {{"note": "new"}})
+        """)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        fresh = DiskCache(tmp_path / "cache")
+        arrays, meta = fresh.get("features", "a" * 64)
+        assert np.array_equal(arrays["x"], old["x"]) and meta == {"note": "old"}
+        assert fresh.get("features", "b" * 64) is None  # a miss: recomputed on next use
+        assert all(_sha(p) == h for p, h in before.items())
+    tally.facts["process killed while writing a cache entry (at either of its two writes)"] = (
+        "older entries unchanged and readable; the interrupted entry is a clean miss")
