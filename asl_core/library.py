@@ -89,23 +89,30 @@ def validate_file(
     ck = load_checkpoint(path, arch=arch, num_classes=num_classes, max_bytes=max_bytes or max_upload_bytes())
     if ck.meta.source == "foreign" and dataset is not None:
         spec = dataset if isinstance(dataset, DatasetSpec) else get_spec(dataset)
-        meta = _with_dataset(ck.meta, spec)
+        meta = _with_dataset(ck.meta, spec, ck.model)
         ck = LoadedCheckpoint(model=ck.model, meta=meta, path=ck.path)
     return ck
 
 
-def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec) -> CheckpointMeta:
+def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec, model) -> CheckpointMeta:
     """Attach a dataset to foreign weights: class names, input shape and normalisation
-    come from that dataset's training split."""
+    come from that dataset's training split, and the weights are evaluated on its
+    validation and test splits so the library can show their figures."""
+    import torch
+
     from .data import build_splits
+    from .train import evaluate
 
     splits = build_splits(spec)
     if splits.num_classes != meta.num_classes:
         raise CheckpointError(f"the weights have {meta.num_classes} classes; dataset {spec.name!r} has {splits.num_classes}")
     if splits.input_shape[0] != meta.in_channels:
         raise CheckpointError(f"the weights take {meta.in_channels}-channel images; dataset {spec.name!r} has {splits.input_shape[0]}")
-    return dataclasses.replace(meta, dataset=spec.to_dict(), class_names=splits.class_names,
+    meta = dataclasses.replace(meta, dataset=spec.to_dict(), class_names=splits.class_names,
                                input_shape=splits.input_shape, mean=splits.mean, std=splits.std)
+    cpu = torch.device("cpu")
+    metrics = {name: evaluate(model, splits.split(name), meta.mean, meta.std, cpu, meta.num_classes) for name in ("val", "test")}
+    return dataclasses.replace(meta, metrics=metrics)
 
 
 def _free_name(folder: Path, stem: str) -> str:

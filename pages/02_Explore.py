@@ -19,7 +19,9 @@ if not files:
     st.stop()
 
 with st.sidebar, user_errors():
-    chosen = st.selectbox("Model", files, key=S.EXP_MODEL)
+    # the demo baseline first: what the other methods are measured against
+    chosen = st.selectbox("Model", files, index=files.index("baseline.safetensors") if "baseline.safetensors" in files else 0,
+                          key=S.EXP_MODEL)
     path = library.library_path(settings.checkpoints_dir(), chosen)
     model = library.load_model(path)
     split = st.selectbox("Split", widgets.SPLITS, key=S.EXP_SPLIT)
