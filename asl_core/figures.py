@@ -74,7 +74,7 @@ def scatter_figure(
         for c in np.unique(by):
             add(by == c, names[c], {"color": _class_color(int(c))})
     fig.update_layout(title=title, xaxis_title="", yaxis_title="", legend_title={"true": "true class", "pred": "predicted",
-                      "correct": "", "confidence": ""}[color_by], dragmode="lasso", margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      "correct": "", "confidence": ""}[color_by], dragmode="lasso", margin={"l": 10, "r": 10, "t": 64, "b": 10},
                       template="plotly_white")
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, scaleanchor="x", scaleratio=1)
@@ -110,7 +110,7 @@ def delta_figure(delta, class_names: Sequence[str], title: str = "") -> go.Figur
 
 def _matrix_layout(fig: go.Figure, title: str) -> go.Figure:
     fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", template="plotly_white",
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+                      margin={"l": 10, "r": 10, "t": 64, "b": 10})
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
     return fig
@@ -154,7 +154,7 @@ def history_figure(history: Sequence[dict[str, Any]], title: str = "training his
     for name, term in layer_terms:
         fig.add_trace(go.Scatter(x=epochs, y=[(row.get("layers") or {}).get(name, {}).get(term) for row in history],
                                  name=f"{name}.{term}", mode="lines", line={"width": 1}), secondary_y=False)
-    fig.update_layout(title=title, xaxis_title="epoch", template="plotly_white", margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_layout(title=title, xaxis_title="epoch", template="plotly_white", margin={"l": 10, "r": 10, "t": 64, "b": 10})
     fig.update_yaxes(title_text="loss", secondary_y=False)
     fig.update_yaxes(title_text="accuracy / F1", secondary_y=True, range=[0, 1])
     return fig
