@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.harness import browser_page, lasso_all, streamlit_server, wait_idle  # noqa: E402
+from tests.browser.harness import browser_page, lasso_all, streamlit_server  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 DRAWN_JS = """(n) => {

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from engine_fixtures import ckpt_paths, ckpts, engine_spec, engine_splits  # noqa: F401
 
 from asl_core.analysis import common_layers, compare
 from asl_core.analyze import build_report, main

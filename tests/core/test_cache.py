@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_fixtures import ckpt_paths, ckpts, engine_spec, engine_splits  # noqa: F401
 
 from asl_core.cache import DiskCache, cached_features, cached_projections, default_root
 from asl_core.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint

@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-from engine_fixtures import ckpt_paths, ckpts, engine_spec, engine_splits  # noqa: F401
 
 from asl_core.data import normalize
 from asl_core.errors import LayerError

@@ -87,7 +87,7 @@ def checkpoint_cases(good: bytes, state: dict[str, torch.Tensor], marker: str, s
         yield "truncated safetensors", f"{frac:.1%}", "cut.safetensors", good[:cut], {}
     # bit flips in the weights region (the content hash catches them)
     header_len = 8 + struct.unpack("<Q", good[:8])[0]
-    for i in range(8):
+    for _ in range(8):
         data = bytearray(good)
         pos = rng.randrange(header_len, len(good))
         data[pos] ^= 1 << rng.randrange(8)

@@ -29,7 +29,7 @@ def world(tmp_path, good_checkpoints, monkeypatch):
     """A library with two good checkpoints and a cache folder with an entry in it."""
     lib = tmp_path / "library"
     lib.mkdir()
-    for name, path in good_checkpoints.items():
+    for path in good_checkpoints.values():
         (lib / path.name).write_bytes(path.read_bytes())
     cache = tmp_path / "cache"
     (cache / "features").mkdir(parents=True)
