@@ -165,6 +165,11 @@ class Splits:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
 
+    def smallest_classes(self, k: int) -> list[int]:
+        """The ``k`` classes with the fewest training samples (lower class index first on ties)."""
+        counts = self.train.class_counts(self.num_classes)
+        return sorted(range(len(counts)), key=lambda c: (counts[c], c))[:k]
+
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):
             raise DataError(f"unknown split {name!r}; choose train, val or test")

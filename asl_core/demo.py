@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from .data import get_spec, long_tail_counts
+from .data import build_splits, get_spec
 from .errors import CheckpointError, UserError, cli_entry
 from .train import TrainConfig, train
 
@@ -55,20 +55,14 @@ def ensure_demo_checkpoints(folder: Path, force: bool = False, progress: bool = 
     return paths
 
 
-def tail_classes(num_classes: int, k: int = 3) -> list[int]:
-    """The k classes with the fewest training samples in the demo dataset."""
-    spec = get_spec(DEMO_DATASET)
-    counts = long_tail_counts(spec.samples_per_class or 1, num_classes, spec.imbalance)
-    return sorted(range(num_classes), key=lambda c: (counts[c], c))[:k]
-
-
 def metrics_table(paths: dict[str, Path]) -> str:
+    tail = build_splits(get_spec(DEMO_DATASET)).smallest_classes(3)  # the 3 classes with the fewest training samples
     rows = [f"{'model':<10} {'val acc':>8} {'val F1':>8} {'test acc':>9} {'test F1':>8} {'tail-3 recall':>14}"]
     for name, path in paths.items():
         meta = load_checkpoint(path).meta
         v, t = meta.metrics["val"], meta.metrics["test"]
-        tail = sum(t["per_class_recall"][c] for c in tail_classes(meta.num_classes)) / 3
-        rows.append(f"{name:<10} {v['accuracy']:>8.4f} {v['macro_f1']:>8.4f} {t['accuracy']:>9.4f} {t['macro_f1']:>8.4f} {tail:>14.4f}")
+        tail_recall = sum(t["per_class_recall"][c] for c in tail) / 3
+        rows.append(f"{name:<10} {v['accuracy']:>8.4f} {v['macro_f1']:>8.4f} {t['accuracy']:>9.4f} {t['macro_f1']:>8.4f} {tail_recall:>14.4f}")
     return "\n".join(rows)
 
 

@@ -33,12 +33,13 @@ import torch
 from sklearn.metrics import silhouette_score
 
 from .checkpoint import LoadedCheckpoint, atomic_write_bytes
-from .data import DatasetSpec, Split, Splits, build_splits, normalize
+from .data import DatasetSpec, Split, Splits, build_splits
 from .errors import UserError, cli_entry
 from .experiment_report import REFERENCE, RunResult, markdown, runs_csv, summarize, summary_csv
 from .experiment_search import TEACHER_METHODS, SearchRecord, count_runs, search
 from .metrics import classification_metrics
-from .models import ARCHITECTURES, LayerTap, embedding_layer
+from .features import extract_features
+from .models import ARCHITECTURES, embedding_layer
 from .train import TRAIN_METHODS, TrainConfig, TrainResult, add_dataset_args, spec_from_args, train
 
 TAIL_CLASSES = 3
@@ -69,23 +70,16 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def tail_classes(splits: Splits, k: int = TAIL_CLASSES) -> list[int]:
-    """The ``k`` classes with the fewest training samples (lower class index first on ties)."""
-    counts = splits.train.class_counts(splits.num_classes)
-    return sorted(range(len(counts)), key=lambda c: (counts[c], c))[:k]
-
-
-@torch.inference_mode()
 def test_figures(result: TrainResult, split: Split, tail: Sequence[int], seed: int) -> RunResult:
     """Classification figures and the silhouette of the penultimate layer on ``split``."""
-    model, meta = result.model.eval(), result.meta
+    meta = result.meta
     layer = embedding_layer(meta.arch)
-    x = normalize(split.x, meta.mean, meta.std)
-    with LayerTap(model, [layer], detach=True) as tap:
-        logits = model(x)
-    features = tap.outputs[layer].double().numpy()
-    y = split.y.numpy()
-    cls = classification_metrics(y, logits.argmax(1).numpy(), meta.num_classes)
+    # one batch over the whole split: the figures do not depend on an extraction batch size
+    feats = extract_features(LoadedCheckpoint(model=result.model, meta=meta), split, [layer], device="cpu",
+                             batch_size=max(1, len(split)))
+    features = feats.layers[layer].astype(np.float64)
+    y = feats.labels
+    cls = classification_metrics(y, feats.preds, meta.num_classes)
     recall = cls["per_class_recall"]
     return RunResult(
         method=meta.method, seed=seed, accuracy=cls["accuracy"], macro_f1=cls["macro_f1"],
@@ -107,7 +101,7 @@ def method_configs(methods: Sequence[str], base: TrainConfig, student_arch: str 
 def run_seeds(configs: dict[str, TrainConfig], seeds: Sequence[int], spec: DatasetSpec, splits: Splits,
               train_fn: TrainFn = train, on_run: Callable[[], None] | None = None) -> list[RunResult]:
     """Train each method (baseline first) on each seed; test figures per model."""
-    tail = tail_classes(splits)
+    tail = splits.smallest_classes(TAIL_CLASSES)
     runs = []
     for seed in seeds:
         teacher = None
@@ -133,7 +127,7 @@ def used_hyperparams(configs: dict[str, TrainConfig]) -> dict[str, dict[str, Any
 
 def setup_lines(spec: DatasetSpec, splits: Splits, seeds: Sequence[int], threads: int, device: str) -> list[str]:
     counts = splits.train.class_counts(splits.num_classes)
-    tail = tail_classes(splits)
+    tail = splits.smallest_classes(TAIL_CLASSES)
     names = splits.class_names
     return [
         f"- Data: `{spec.name}` (source {spec.source}, data seed {spec.seed}): imbalance {spec.imbalance}, noise {spec.noise}, "

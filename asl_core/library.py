@@ -29,9 +29,11 @@ from .checkpoint import (
     MAX_CHECKPOINT_BYTES,
     CheckpointMeta,
     LoadedCheckpoint,
+    atomic_write_bytes,
+    checkpoint_path,
     list_checkpoints,
     load_checkpoint,
-    save_checkpoint,
+    serialize,
 )
 from .data import PRESETS, DatasetSpec, get_spec
 from .errors import CheckpointError, UserError, cli_entry
@@ -156,9 +158,12 @@ def import_checkpoint(
     meta = dataclasses.replace(ck.meta, name=stem)
     if meta.source == "foreign":
         meta = dataclasses.replace(meta, content_hash="", created="", versions={})
-    path = save_checkpoint(ck.model, meta, folder / stem)
+    # serialize() fills in the hash, versions and time; the saved file need not be read back
+    data, meta = serialize(ck.model, meta)
+    path = checkpoint_path(folder / stem)
+    atomic_write_bytes(path, data)
     renamed = (name or filename) if stem != (name or Path(filename).stem) else None
-    return ImportResult(path=path, meta=load_checkpoint(path).meta, renamed_from=renamed)
+    return ImportResult(path=path, meta=meta, renamed_from=renamed)
 
 
 def delete_checkpoint(name: str, folder: Path | None = None) -> Path:
