@@ -40,5 +40,8 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `... | head` closed the pipe: not an error of ours
+            sys.stderr.close()
+            return 0
 
     return wrapper
