@@ -1,7 +1,9 @@
 # The two commands (see README): `make demo` starts the app on the embedded demo,
-# `make test` runs every test. Both build or reuse the virtualenv in .venv.
+# `make test` runs every test. Both build or reuse the virtualenv in .venv, where
+# `pip install -e .[dev]` provides the `asl-lens` command.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LENS := $(VENV)/bin/asl-lens
 PORT ?= 8501
 STAMP := $(VENV)/.installed
 
@@ -9,21 +11,19 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# torch and torchvision come from the registry as a matching pair (the local CPU-only
-# torch 2.13.0 wheel has no torchvision to match). The venv is reused while the
-# requirement files are unchanged.
-$(STAMP): requirements.txt requirements-dev.txt
+# Dependencies are pinned in pyproject.toml; the venv is reused while it is unchanged.
+$(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 checkpoints: venv
-	$(PY) -m asl_core.demo
+	$(LENS) demo
 
 # trains the demo checkpoints if missing, prints their metrics, then serves the app
 demo: venv
-	$(PY) -m asl_core.demo --serve --port $(PORT)
+	$(LENS) demo --serve --port $(PORT)
 
 # Debian's chromium drives the browser tests (Playwright's own browser download does not work here).
 browser:

@@ -1,34 +1,16 @@
-"""ASL Lens home page: what the tool is, the library summary, links to the pages.
+"""ASL Lens: the app's entry point and router (``streamlit run app.py`` or ``asl-lens app``).
 
-Run with ``streamlit run app.py``; the other pages are ``pages/NN_Name.py``."""
+Streamlit's own navigation draws the sidebar; each page is one short script in ``pages/``."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ui import library, page, settings
+PAGES = [
+    st.Page("pages/home.py", title="Home", url_path="home", default=True),
+    st.Page("pages/01_Checkpoints.py", title="Checkpoints", url_path="Checkpoints"),
+    st.Page("pages/02_Explore.py", title="Explore", url_path="Explore"),
+    st.Page("pages/03_Compare.py", title="Compare", url_path="Compare"),
+]
 
-page.setup("ASL Lens")
-
-st.title("ASL Lens")
-st.markdown(
-    "Train image classifiers three ways (a **baseline**, **ASLoss** on chosen layers, and a **ClonalNet** "
-    "guided by a frozen baseline) and compare what they learned: accuracy, confusion, the separability of each "
-    "layer's features and aligned 2-D projections you can select in."
-)
-
-folder = settings.checkpoints_dir()
-entries = library.library(folder)
-rows = library.library_rows(entries)
-st.subheader("Checkpoint library")
-st.caption(f"Folder: `{folder}` · {len(rows)} checkpoint(s)")
-if rows:
-    st.dataframe(rows, hide_index=True, width="stretch",
-                 column_order=["name", "method", "architecture", "dataset", "test accuracy", "test macro-F1"])
-else:
-    st.info("The library is empty. Train the demo models with `make checkpoints`, or upload one on the Checkpoints page.")
-
-st.subheader("Pages")
-st.page_link("pages/01_Checkpoints.py", label="Checkpoints: the library, training history, upload and delete")
-st.page_link("pages/02_Explore.py", label="Explore: one model's projection, selections, confusion and layer separability")
-st.page_link("pages/03_Compare.py", label="Compare: 2-3 models side by side, linked selections, deltas, McNemar, downloads")
+st.navigation(PAGES).run()

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError, UserError
-from .models import ARCHITECTURES, build_model
+from asl_core.errors import CheckpointError, NotOurCheckpointError, UserError
+from asl_core.models import ARCHITECTURES, build_model
+from asl_core.objectives import method_names
 
 FORMAT = "asl-lens-checkpoint/1"
 META_KEY = "asl_lens"
@@ -38,7 +39,7 @@ CHECKPOINT_SUFFIX = ".safetensors"
 FOREIGN_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 MAX_CHECKPOINT_BYTES = 1 << 30  # 1 GiB; ResNet-50 is ~100 MB
 
-METHODS = ("baseline", "asloss", "clonal", "kd", "foreign")
+FOREIGN_METHOD = "foreign"  # someone else's weights; every other method is a registered objective
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class CheckpointMeta:
             problems.append("normalisation mean/std do not match the channel count")
         if not all(math.isfinite(v) for v in self.mean + self.std) or min(self.std, default=1) <= 0:
             problems.append("normalisation has a non-finite mean or a non-positive std")
-        if self.method not in METHODS:
+        if self.method not in (*method_names(), FOREIGN_METHOD):
             problems.append(f"unknown method {self.method!r}")
         if problems:
             raise CheckpointError("invalid checkpoint metadata: " + "; ".join(problems))
@@ -154,7 +155,7 @@ def content_hash(state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> s
 def versions() -> dict[str, str]:
     import torchvision
 
-    from . import __version__
+    from asl_core import __version__
 
     return {"asl_lens": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__}
 
@@ -239,20 +240,47 @@ def _sniff(head: bytes) -> str:
     return "unknown"
 
 
-def _read_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header metadata through safetensors' own reader (it validates the header:
+    size, offsets, dtypes and shapes) -- the one reader of the format in the project."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
-        metadata = header.get("__metadata__") or {}
-        if not isinstance(metadata, dict):
-            raise CheckpointError("safetensors metadata is not an object")
-        tensors = load(data)
-    except (SafetensorError, ValueError, struct.error, UnicodeDecodeError) as exc:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"not a readable safetensors file (truncated or corrupted?): {str(exc)[:200]}") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError("safetensors metadata is not an object")
     return tensors, metadata
+
+
+def _meta_from_header(metadata: dict[str, str]) -> CheckpointMeta:
+    if META_KEY not in metadata:
+        raise NotOurCheckpointError("not an ASL Lens checkpoint (no metadata); say which architecture it is to load its weights")
+    try:
+        raw = json.loads(metadata[META_KEY])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}") from None
+    meta = CheckpointMeta.from_dict(raw)
+    if meta.format != FORMAT:
+        raise CheckpointError(f"unsupported checkpoint format {meta.format!r} (this version reads {FORMAT})")
+    return meta
+
+
+def read_metadata(path: str | Path) -> CheckpointMeta:
+    """Our metadata from the safetensors header alone (no weights read), e.g. for listing a
+    library. Raises :class:`NotOurCheckpointError` for a safetensors file without it and
+    :class:`CheckpointError` for anything unreadable."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"not a readable safetensors file (truncated or corrupted?): {str(exc)[:200]}") from None
+    return _meta_from_header(metadata)
 
 
 def _read_pickled(path: Path) -> Any:
@@ -381,7 +409,7 @@ def read_checkpoint_file(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> t
         head = f.read(16)
     kind = _sniff(head)
     if kind == "safetensors":
-        tensors, metadata = _read_safetensors(path.read_bytes())
+        tensors, metadata = _read_safetensors(path)
         return kind, tensors, metadata
     if kind in ("torch-zip", "pickle"):
         return kind, _read_pickled(path), {}
@@ -404,13 +432,7 @@ def load_checkpoint(
     path = Path(path)
     kind, obj, metadata = read_checkpoint_file(path, max_bytes)
     if kind == "safetensors" and META_KEY in metadata:
-        try:
-            raw = json.loads(metadata[META_KEY])
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}") from None
-        meta = CheckpointMeta.from_dict(raw)
-        if meta.format != FORMAT:
-            raise CheckpointError(f"unsupported checkpoint format {meta.format!r} (this version reads {FORMAT})")
+        meta = _meta_from_header(metadata)
         state = obj
         if arch is not None and arch != meta.arch:
             raise CheckpointError(f"checkpoint is a {meta.arch}, not a {arch}")
@@ -424,7 +446,7 @@ def load_checkpoint(
     else:
         state = obj if kind == "safetensors" else extract_state_dict(obj)
         if arch is None:
-            raise CheckpointError(
+            raise NotOurCheckpointError(
                 "this is not an ASL Lens checkpoint; say which architecture it is (arch=..., e.g. resnet18) to load its weights"
             )
         n = num_classes if num_classes is not None else _infer_num_classes(state)

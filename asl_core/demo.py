@@ -1,7 +1,7 @@
 """The embedded demo: baseline, ASLoss, ClonalNet and KD checkpoints on ``digits-hard``.
 
-    python -m asl_core.demo            # train what is missing, print the metrics side by side
-    python -m asl_core.demo --serve    # ... then start the app on localhost
+    asl-lens demo            # train what is missing, print the metrics side by side
+    asl-lens demo --serve    # ... then start the app on localhost
 
 Checkpoints that exist and load are reused; a broken one is retrained (the old file is
 only replaced once the new one is complete).
@@ -15,19 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from .data import build_splits, get_spec
-from .errors import CheckpointError, UserError, cli_entry
-from .train import TrainConfig, train
+from asl_core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from asl_core.data import build_splits, get_spec
+from asl_core.errors import CheckpointError, UserError, cli_entry
+from asl_core.objectives import get_objective
+from asl_core.settings import get_settings
+from asl_core.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATASET = "digits-hard"
 # name -> method; clonal and kd learn from the demo baseline
 DEMO_MODELS = {"baseline": "baseline", "asloss": "asloss", "clonal": "clonal", "kd": "kd"}
-
-
-def default_folder() -> Path:
-    return Path(os.environ.get("ASL_LENS_CHECKPOINTS", ROOT / "checkpoints"))
+# what the app's Compare page opens on when the demo library is present
+DEMO_COMPARISON = ("baseline", "asloss", "clonal")
 
 
 def ensure_demo_checkpoints(folder: Path, force: bool = False, progress: bool = True, epochs: int | None = None) -> dict[str, Path]:
@@ -48,7 +48,7 @@ def ensure_demo_checkpoints(folder: Path, force: bool = False, progress: bool = 
                 print(f"{path.name} cannot be read ({exc}); training it again", file=sys.stderr)
         cfg = TrainConfig(method=method, **({"epochs": epochs} if epochs else {}))
         print(f"training the demo {name} model on {DEMO_DATASET} ...", file=sys.stderr, flush=True)
-        result = train(cfg, spec, teacher=baseline if method in ("clonal", "kd") else None, progress=progress, name=name)
+        result = train(cfg, spec, teacher=baseline if get_objective(method).needs_teacher else None, progress=progress, name=name)
         save_checkpoint(result.model, result.meta, path)
         if name == "baseline":
             baseline = load_checkpoint(path)
@@ -82,7 +82,7 @@ def serve(port: int, folder: Path) -> int:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m asl_core.demo", description=__doc__,
+    p = argparse.ArgumentParser(prog="asl-lens demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--folder", type=Path, default=None, help="checkpoint folder (default: checkpoints/ or $ASL_LENS_CHECKPOINTS)")
     p.add_argument("--force", action="store_true", help="retrain even if the checkpoints exist")
@@ -90,13 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    folder = args.folder or default_folder()
+    folder = args.folder or get_settings().checkpoints_dir
     paths = ensure_demo_checkpoints(folder, force=args.force, progress=not args.quiet)
     print(f"demo checkpoints on {DEMO_DATASET} in {folder}:")
     print(metrics_table(paths))
     if args.serve:
         return serve(args.port, folder)
     return 0
+
+
+@cli_entry
+def app_main(argv: list[str] | None = None) -> int:
+    """``asl-lens app``: serve the app on the library as it is (no training)."""
+    p = argparse.ArgumentParser(prog="asl-lens app", description="Serve the ASL Lens app on localhost.")
+    p.add_argument("--folder", type=Path, default=None, help="checkpoint folder (default: checkpoints/ or $ASL_LENS_CHECKPOINTS)")
+    p.add_argument("--port", type=int, default=8501)
+    args = p.parse_args(argv)
+    return serve(args.port, args.folder or get_settings().checkpoints_dir)
 
 
 if __name__ == "__main__":

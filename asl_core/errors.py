@@ -27,6 +27,15 @@ class LayerError(UserError, ValueError):
     """A layer name that the model does not have."""
 
 
+class SettingsError(UserError):
+    """An ``ASL_LENS_*`` environment variable with a value that cannot be used."""
+
+
+class NotOurCheckpointError(CheckpointError):
+    """A readable file that is not an ASL Lens checkpoint: someone else's weights, which need
+    an architecture (and a class count) to be loaded."""
+
+
 def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a CLI ``main`` so that user errors end in one line and exit status 2."""
 

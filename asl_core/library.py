@@ -5,10 +5,10 @@ Untrusted files (browser uploads, files from elsewhere) join it only through
 the architecture, converted to our format and written atomically under a sanitised name.
 Nothing in the library changes unless the whole import succeeds.
 
-    python -m asl_core.library list [--folder checkpoints]
-    python -m asl_core.library import FILE [--arch resnet18 --num-classes 10 --dataset digits --name NAME]
-    python -m asl_core.library check FILE [--arch ... --num-classes ...]
-    python -m asl_core.library delete NAME
+    asl-lens library list [--folder checkpoints]
+    asl-lens library import FILE [--arch resnet18 --num-classes 10 --dataset digits --name NAME]
+    asl-lens library check FILE [--arch ... --num-classes ...]
+    asl-lens library delete NAME
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import (
+from asl_core.checkpoint import (
     CHECKPOINT_SUFFIX,
     FOREIGN_SUFFIXES,
     MAX_CHECKPOINT_BYTES,
@@ -35,23 +35,20 @@ from .checkpoint import (
     load_checkpoint,
     serialize,
 )
-from .data import PRESETS, DatasetSpec, get_spec
-from .errors import CheckpointError, UserError, cli_entry
+from asl_core.data import PRESETS, DatasetSpec, get_spec
+from asl_core.errors import CheckpointError, UserError, cli_entry
+from asl_core.settings import get_settings
 
 ACCEPTED_SUFFIXES = (CHECKPOINT_SUFFIX, *FOREIGN_SUFFIXES)
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def default_folder() -> Path:
-    return Path(os.environ.get("ASL_LENS_CHECKPOINTS", Path(__file__).resolve().parents[1] / "checkpoints"))
+    return get_settings().checkpoints_dir
 
 
 def max_upload_bytes() -> int:
-    try:
-        mb = float(os.environ.get("ASL_LENS_MAX_UPLOAD_MB", "200"))
-    except ValueError:
-        mb = 200.0
-    return int(min(mb * 2**20, MAX_CHECKPOINT_BYTES))
+    return min(get_settings().max_upload_bytes, MAX_CHECKPOINT_BYTES)
 
 
 def safe_name(raw: str) -> str:
@@ -102,8 +99,8 @@ def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec, model) -> CheckpointM
     validation and test splits so the library can show their figures."""
     import torch
 
-    from .data import build_splits
-    from .train import evaluate
+    from asl_core.data import build_splits
+    from asl_core.engine.features import evaluate
 
     splits = build_splits(spec)
     if splits.num_classes != meta.num_classes:
@@ -181,7 +178,7 @@ def delete_checkpoint(name: str, folder: Path | None = None) -> Path:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m asl_core.library", description=__doc__,
+    p = argparse.ArgumentParser(prog="asl-lens library", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--folder", type=Path, default=None, help="library folder (default checkpoints/ or $ASL_LENS_CHECKPOINTS)")
     sub = p.add_subparsers(dest="command", required=True)

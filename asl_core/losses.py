@@ -233,9 +233,11 @@ class FocusingPickingLoss(nn.Module):
         r_neg = (p * log_p).sum(dim=1).mean()
         return l_cls, r_pick, r_neg
 
-    def forward(self, logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        l_cls, r_pick, r_neg = self.terms(logits, teacher_logits, labels)
+    def combine(self, l_cls: torch.Tensor, r_pick: torch.Tensor, r_neg: torch.Tensor) -> torch.Tensor:
         return l_cls + self.alpha * r_pick + self.beta * r_neg
+
+    def forward(self, logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.combine(*self.terms(logits, teacher_logits, labels))
 
 
 def kd_terms(
@@ -250,8 +252,11 @@ def kd_terms(
     return ce, kl * temperature**2
 
 
+def kd_combine(ce: torch.Tensor, kd: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    return ce + weight * kd
+
+
 def kd_loss(
     logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float = 4.0, weight: float = 1.0
 ) -> torch.Tensor:
-    ce, kd = kd_terms(logits, teacher_logits, labels, temperature)
-    return ce + weight * kd
+    return kd_combine(*kd_terms(logits, teacher_logits, labels, temperature), weight)

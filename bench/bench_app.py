@@ -6,7 +6,7 @@
 2. The Compare scatter row with 100k synthetic points per view (two views, WebGL): time to
    render, and time for a lasso selection in one view to come back highlighted in the other.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_app.py [--points 100000] [--models baseline,asloss]
+    .venv/bin/python bench/bench_app.py [--points 100000] [--models baseline,asloss]
 
 Uses the checkpoints in $ASL_LENS_CHECKPOINTS or checkpoints/ (trains the demo ones that are
 missing). Targets: < 5 s cold, < 1 s warm, 100k points render and stay interactive.
@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from tests.browser.harness import browser_page, lasso_all, streamlit_server  # noqa: E402
+from asl_core.testkit.browser import browser_page, lasso_all, streamlit_server
 
 OUT = ROOT / "bench" / "out"
 DRAWN_JS = """(n) => {

@@ -1,13 +1,13 @@
 """Engine benchmarks, every comparison measured side by side in one run.
 
-    PYTHONPATH=. python bench/bench_engine.py          # full: 10k x 512 projections
-    PYTHONPATH=. python bench/bench_engine.py --quick  # small sizes, a smoke run
+    python bench/bench_engine.py          # full: 10k x 512 projections
+    python bench/bench_engine.py --quick  # small sizes, a smoke run
 
 1. Extraction throughput against the bare ``model(x)`` forward of the same model and batches
    (inputs pre-normalised for the bare loop; ours normalises, hooks two layers, pools, takes
    the softmax and copies out). Runs alternate; medians are compared. Target: ratio >= 0.9.
 2. Projection time and trustworthiness on synthetic clustered features (10 Gaussian blobs):
-   PCA, t-SNE and UMAP through ``asl_core.projection`` with and without PCA pre-reduction,
+   PCA, t-SNE and UMAP through ``asl_core.engine.projection`` with and without PCA pre-reduction,
    against umap-learn's defaults on the raw features. All trustworthiness values are measured
    the same way: k=5, the same 2000-row stratified subsample, against the raw features.
    numba's JIT is warmed up first (a 4500-row fit: NN-descent included) so UMAP times are steady-state.
@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint  # noqa: E402
-from asl_core.data import Split, normalize  # noqa: E402
-from asl_core.features import extract_features  # noqa: E402
-from asl_core.models import build_model  # noqa: E402
-from asl_core.projection import ProjectionConfig, project, stratified_sample  # noqa: E402
+from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint
+from asl_core.data import Split, normalize
+from asl_core.engine.features import extract_features
+from asl_core.models import build_model
+from asl_core.engine.projection import ProjectionConfig, project, stratified_sample
 
 
 def bench_extraction(arch: str, layers: list[str], n: int, channels: int, size: int, batch: int, repeats: int) -> dict:

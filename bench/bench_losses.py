@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from asl_core.losses import ASLoss, get_distance  # noqa: E402
-from asl_core.models import LayerTap, build_model  # noqa: E402
+from asl_core.losses import ASLoss, get_distance
+from asl_core.models import LayerTap, build_model
 
 
 def loop_asloss(h, y, distance, radius=10.0):

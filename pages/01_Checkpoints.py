@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
-from asl_core.figures import history_figure
+from asl_core.report.figures import history_figure
 from asl_core.models import ARCHITECTURES
-from ui import history, library, page, settings
+from ui import history, library, page
 from ui import state as S
 from ui.errors import attempt
 
-page.setup("Checkpoints")
+settings = page.setup("Checkpoints")
 st.title("Checkpoints")
 S.show_flash()
 
-folder = settings.checkpoints_dir()
+folder = settings.checkpoints_dir
 entries = library.library(folder)
 rows = library.library_rows(entries)
 st.caption(f"Library folder: `{folder}` · {len(rows)} checkpoint(s)")
@@ -60,9 +62,9 @@ else:
 
 st.divider()
 st.subheader("Add a checkpoint")
-limit = settings.max_upload_mb()
+limit = max(1, math.ceil(settings.max_upload_mb))  # the widget takes whole MB; the library applies the exact limit
 st.caption(f"Our `.safetensors` checkpoints, or foreign weights (`.pt`, `.pth`, `.ckpt` incl. Lightning, `.bin`) with "
-           f"the form below. Nothing in a file is executed. Limit {limit} MB.")
+           f"the form below. Nothing in a file is executed. Limit {settings.max_upload_mb:g} MB.")
 with st.form("upload_form", clear_on_submit=False):
     upload = st.file_uploader("Checkpoint file", type=[s.lstrip(".") for s in library.UPLOAD_SUFFIXES],
                               key=S.CKPT_UPLOAD, max_upload_size=limit)
@@ -78,7 +80,7 @@ if submitted:
         st.error("Choose a file first.")
     else:
         result = attempt(library.import_upload, upload.getvalue(), upload.name, folder, name=name, arch=arch,
-                         num_classes=int(classes), dataset=dataset, max_bytes=limit * 2**20)
+                         num_classes=int(classes), dataset=dataset, max_bytes=settings.max_upload_bytes)
         if result is not None:
             S.flash("warning" if result.renamed else "success", result.message)
             st.rerun()

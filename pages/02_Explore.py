@@ -6,14 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from asl_core.models import embedding_layer, list_layers
-from ui import analysis, images, library, page, selection, settings, views, widgets
+from ui import analysis, images, library, page, selection, views, widgets
 from ui import state as S
 from ui.errors import user_errors
 
-page.setup("Explore")
+settings = page.setup("Explore")
 st.title("Explore a model")
 
-files = [p.name for p in library.list_checkpoints(settings.checkpoints_dir())]
+files = [p.name for p in library.list_checkpoints(settings.checkpoints_dir)]
 if not files:
     st.info("The library is empty: add a checkpoint on the Checkpoints page.")
     st.stop()
@@ -22,7 +22,7 @@ with st.sidebar, user_errors():
     # the demo baseline first: what the other methods are measured against
     chosen = st.selectbox("Model", files, index=files.index("baseline.safetensors") if "baseline.safetensors" in files else 0,
                           key=S.EXP_MODEL)
-    path = library.library_path(settings.checkpoints_dir(), chosen)
+    path = library.library_path(settings.checkpoints_dir, chosen)
     model = library.load_model(path)
     split = st.selectbox("Split", widgets.SPLITS, key=S.EXP_SPLIT)
     layers = list_layers(model.model)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from asl_core.figures import delta_figure, layer_metrics_figure
+from asl_core.report.figures import delta_figure, layer_metrics_figure
+from asl_core.report.tables import flip_table, mcnemar_sentence, summary_table
 from asl_core.models import embedding_layer
-from ui import analysis, downloads, images, library, page, settings, views, widgets
+from ui import analysis, downloads, images, library, page, views, widgets
 from ui import state as S
 from ui.errors import user_errors
 
-page.setup("Compare")
+settings = page.setup("Compare")
 st.title("Compare models")
 
-folder = settings.checkpoints_dir()
+folder = settings.checkpoints_dir
 files = [p.name for p in library.list_checkpoints(folder)]
 if len(files) < 2:
     st.info("Comparing needs at least two checkpoints in the library (see the Checkpoints page).")
@@ -45,7 +46,7 @@ names, ref = [m.name for m in cmp.models], cmp.reference
 
 st.caption(f"{cmp.dataset.get('name', '')} · {split} split, {len(ref.features)} samples · layer `{layer}` · "
            f"{config.method.upper()} aligned to {ref.name} ({config.align})")
-st.dataframe(analysis.summary_rows(cmp), hide_index=True, width="stretch")
+st.dataframe(summary_table(cmp), hide_index=True, width="stretch")
 for note in cmp.notes:
     st.info(note)
 
@@ -79,10 +80,8 @@ for m in cmp.models[1:]:
     left, right = st.columns([3, 2])
     left.plotly_chart(delta_figure(m.delta_normalized if normalized else m.delta, cmp.class_names,
                                    title=f"confusion delta ({m.name} − {ref.name})"), key=f"cmp_delta_{m.name}")
-    mc = m.mcnemar
-    right.markdown(f"**McNemar exact test**: {ref.name} right & {m.name} wrong b = {mc['b']}, "
-                   f"{ref.name} wrong & {m.name} right c = {mc['c']}, p = {mc['pvalue']:.4g} (n = {mc['n']})")
-    right.dataframe(analysis.flip_rows(cmp, m), hide_index=True, width="stretch")
+    right.markdown(mcnemar_sentence(ref.name, m.name, m.mcnemar))
+    right.dataframe(flip_table(cmp, m), hide_index=True, width="stretch")
 
 st.subheader("Separability per layer (full-dimensional features)")
 table = cmp.layer_table()

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from asl_core.analysis import Comparison, ModelAnalysis, common_layers, compare
-from asl_core.cache import DiskCache
-from asl_core.projection import ProjectionConfig
-from ui import library, settings
+from asl_core.engine.analysis import Comparison, ModelAnalysis, common_layers, compare
+from asl_core.engine.cache import DiskCache
+from asl_core.engine.projection import ProjectionConfig
+from asl_core.settings import get_settings
+from ui import library
 
 MEMORY_ENTRIES = 6
 
@@ -27,7 +28,7 @@ def _memory() -> tuple[OrderedDict, threading.Lock]:
 
 
 def disk_cache() -> DiskCache:
-    return DiskCache(settings.cache_dir())
+    return DiskCache(get_settings().cache_dir)
 
 
 def run(paths: list[Path], split: str, layer: str | None, config: ProjectionConfig,
@@ -77,21 +78,3 @@ def cell_samples(m: ModelAnalysis, true: int, pred: int) -> list[int]:
     """Dataset sample indices with true class ``true`` that ``m`` predicted as ``pred``."""
     f = m.features
     return sorted(int(i) for i in f.index[(f.labels == true) & (f.preds == pred)])
-
-
-def summary_rows(cmp: Comparison) -> list[dict]:
-    rows = []
-    for m in cmp.models:
-        row = {"model": m.name, "method": m.method, "architecture": m.arch, "accuracy": round(m.metrics["accuracy"], 4),
-               "macro-F1": round(m.metrics["macro_f1"], 4), "trustworthiness": round(m.projection.trustworthiness, 4),
-               "n": m.metrics["n"]}
-        if m.mcnemar is not None:
-            row["McNemar p vs " + cmp.reference.name] = float(f"{m.mcnemar['pvalue']:.4g}")
-        rows.append(row)
-    return rows
-
-
-def flip_rows(cmp: Comparison, m: ModelAnalysis) -> list[dict]:
-    flips = m.flips or {}
-    return [{"class": cmp.class_names[c], **{k: v[i] for k, v in flips.items() if k != "class"}}
-            for i, c in enumerate(flips.get("class", []))]

@@ -7,8 +7,9 @@ import io
 import plotly.graph_objects as go
 import streamlit as st
 
-from asl_core.analysis import Comparison
-from asl_core.analyze import build_report, export_table
+from asl_core.engine.analysis import Comparison
+from asl_core.report.html import build_report, figures_page
+from asl_core.report.tables import export_table
 from ui import state as S
 
 
@@ -23,12 +24,7 @@ def coordinates_parquet(cmp: Comparison) -> bytes:
 
 
 def figures_html(figures: list[go.Figure], title: str) -> bytes:
-    """The figures in one self-contained page (plotly.js inlined once)."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"]
-    for i, fig in enumerate(figures):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts.append("</body></html>")
-    return "\n".join(parts).encode()
+    return figures_page(figures, title).encode()
 
 
 def buttons(cmp: Comparison, figures: list[go.Figure]) -> None:

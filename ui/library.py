@@ -7,7 +7,6 @@ atomic save under a sanitised name that never replaces an existing one).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,12 @@ from typing import Any
 import streamlit as st
 
 from asl_core import library as core_library
-from asl_core.checkpoint import CHECKPOINT_SUFFIX, META_KEY, CheckpointMeta, LoadedCheckpoint, list_checkpoints, load_checkpoint
-from asl_core.analysis import splits_for
+from asl_core.demo import DEMO_COMPARISON
+from asl_core.checkpoint import (CHECKPOINT_SUFFIX, CheckpointMeta, LoadedCheckpoint, list_checkpoints, load_checkpoint,
+                                 read_metadata)
+from asl_core.engine.analysis import splits_for
 from asl_core.data import PRESETS, DatasetSpec, Split
-from asl_core.errors import CheckpointError, UserError
+from asl_core.errors import CheckpointError, NotOurCheckpointError, UserError
 
 UPLOAD_SUFFIXES = core_library.ACCEPTED_SUFFIXES
 
@@ -42,14 +43,8 @@ def file_key(path: Path) -> tuple[str, float, int]:
 @st.cache_data(show_spinner=False, max_entries=512)
 def _read_meta(path: str, mtime: float, size: int) -> CheckpointMeta | str:
     """Metadata from the safetensors header only (no weights read); a string on error."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(path, framework="pt") as f:
-            raw = (f.metadata() or {}).get(META_KEY)
-        if raw is None:
-            return "not an ASL Lens checkpoint (no metadata)"
-        return CheckpointMeta.from_dict(json.loads(raw))
+        return read_metadata(path)
     except CheckpointError as exc:
         return str(exc)
     except Exception as exc:  # a broken file in the folder must not break the page
@@ -128,9 +123,7 @@ def import_upload(data: bytes, file_name: str, folder: Path, *, name: str = "", 
     try:
         result = core_library.import_checkpoint(data, file_name, **kwargs)
         kind = "checkpoint validated"
-    except CheckpointError as exc:
-        if "not an ASL Lens checkpoint" not in str(exc):
-            raise
+    except NotOurCheckpointError:
         result = core_library.import_checkpoint(data, file_name, arch=arch, num_classes=num_classes, dataset=dataset,
                                                 **kwargs)
         kind = f"foreign weights validated as {arch} with {num_classes} classes and converted"
@@ -146,7 +139,6 @@ def delete_checkpoint(folder: Path, file_name: str) -> None:
     core_library.delete_checkpoint(path.stem, folder)
 
 
-DEMO_MODELS = ("baseline", "asloss", "clonal")
 
 
 def default_comparison(files: list[str], asked: str | None = None) -> list[str]:
@@ -157,7 +149,7 @@ def default_comparison(files: list[str], asked: str | None = None) -> list[str]:
         wanted = [f for f in wanted if f in files][:3]
         if len(wanted) >= 2:
             return wanted
-    demo = [f"{n}{CHECKPOINT_SUFFIX}" for n in DEMO_MODELS if f"{n}{CHECKPOINT_SUFFIX}" in files]
+    demo = [f"{n}{CHECKPOINT_SUFFIX}" for n in DEMO_COMPARISON if f"{n}{CHECKPOINT_SUFFIX}" in files]
     return demo if len(demo) >= 2 else files[:3]
 
 

@@ -1,41 +1,32 @@
-"""What every page does first: page config, session state, sidebar links, thread limits."""
+"""What every page does first: page config, session state, thread limits, the settings."""
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
-from ui import nav
+from asl_core.errors import SettingsError
+from asl_core.runtime import limit_threads as _limit_threads
+from asl_core.settings import Settings, get_settings
 from ui.state import init_state
-
-THREADS_ENV = "ASL_LENS_THREADS"
-
-
-def default_threads() -> int:
-    """A quarter of the cores, at least one. With BLAS and torch each spinning a thread per
-    core, a small PCA on a busy 2-core machine took 1.6 s instead of 6 ms (OpenBLAS waiting
-    on its own threads); the app's work is many small calls, so fewer threads win."""
-    try:
-        return max(1, int(os.environ[THREADS_ENV]))
-    except (KeyError, ValueError):
-        return max(1, (os.cpu_count() or 1) // 4)
 
 
 @st.cache_resource(show_spinner=False)
 def limit_threads() -> int:
-    """Once per server process: cap BLAS/OpenMP pools and torch's intra-op threads."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    n = default_threads()
-    threadpool_limits(limits=n)
-    torch.set_num_threads(n)
-    return n
+    """Once per server process: a quarter of the cores unless ``ASL_LENS_THREADS`` says otherwise
+    (many small calls; with BLAS and torch spinning a thread per core, a small PCA on a busy
+    2-core machine took 1.6 s instead of 6 ms)."""
+    return _limit_threads(role="app")
 
 
-def setup(title: str) -> None:
+def setup(title: str) -> Settings:
+    """Configure the page and return the settings; a bad ``ASL_LENS_*`` value stops the page
+    with a message that names it."""
     st.set_page_config(page_title=f"{title} · ASL Lens" if title != "ASL Lens" else title, layout="wide")
-    limit_threads()
+    try:
+        settings = get_settings()
+        limit_threads()
+    except SettingsError as exc:
+        st.error(f"Server configuration: {exc}")
+        st.stop()
     init_state()
-    nav.sidebar()
+    return settings

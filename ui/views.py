@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from asl_core.figures import confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
+from asl_core.report.figures import confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
 from ui import selection
 from ui import state as S
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from asl_core.projection import ProjectionConfig
+from asl_core.engine.projection import ProjectionConfig
 from ui import state as S
 
 COLOR_BY = {"true class": "true", "prediction": "pred", "correct / wrong": "correct", "confidence": "confidence"}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.library_fixture import make_library
+from asl_core.testkit.library import make_library
 
 
 @pytest.fixture(scope="session")

@@ -223,8 +223,8 @@ def test_upload_form_messages(app_env, tmp_path, monkeypatch):
 def test_download_payloads(app_env, tmp_path):
     import pandas as pd
 
-    from asl_core.analysis import compare
-    from asl_core.cache import DiskCache
+    from asl_core.engine.analysis import compare
+    from asl_core.engine.cache import DiskCache
     from ui import downloads
 
     ckpts = [load_checkpoint(app_env / f"{n}.safetensors") for n in ("baseline", "clonal")]

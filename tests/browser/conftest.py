@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.library_fixture import make_library
-from tests.browser.harness import CHROMIUM, ROOT
+from asl_core.testkit.library import make_library
+from asl_core.testkit.browser import CHROMIUM, ROOT
 
 ARTIFACTS = ROOT / "tests" / "_artifacts"
 

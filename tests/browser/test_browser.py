@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.browser.harness import (browser_page, click_cell, full_screenshot, heading_texts, lasso_all, streamlit_server,
+from asl_core.testkit.browser import (browser_page, click_cell, full_screenshot, heading_texts, lasso_all, streamlit_server,
                                    wait_idle)
 
 pytestmark = pytest.mark.browser

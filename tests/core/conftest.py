@@ -7,7 +7,7 @@ import pytest
 
 from asl_core.checkpoint import load_checkpoint, save_checkpoint
 from asl_core.data import build_splits, get_spec
-from asl_core.train import TrainConfig, train
+from asl_core.training import TrainConfig, train
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asl_core.analysis import common_layers, compare
-from asl_core.analyze import build_report, main
-from asl_core.cache import DiskCache
+from asl_core.engine.analysis import common_layers, compare
+from asl_core.report.analyze import main
+from asl_core.report.html import build_report
+from asl_core.engine.cache import DiskCache
 from asl_core.checkpoint import LoadedCheckpoint
 from asl_core.errors import LayerError, UserError
-from asl_core.figures import confusion_figure, delta_figure, history_figure, layer_metrics_figure, scatter_figure
-from asl_core.metrics import confusion
-from asl_core.projection import ProjectionConfig
+from asl_core.report.figures import confusion_figure, delta_figure, history_figure, layer_metrics_figure, scatter_figure
+from asl_core.engine.metrics import confusion
+from asl_core.engine.projection import ProjectionConfig
 
 
 @pytest.fixture()

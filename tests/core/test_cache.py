@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from asl_core.cache import DiskCache, cached_features, cached_projections, default_root
+from asl_core.engine.cache import DiskCache, cached_features, cached_projections, default_root
 from asl_core.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
-from asl_core.projection import ProjectionConfig
+from asl_core.engine.projection import ProjectionConfig
 
 
 def _feats(cache, ck, spec, splits):

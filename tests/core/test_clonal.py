@@ -19,7 +19,7 @@ from asl_core.data import build_splits, get_spec
 from asl_core.errors import UserError
 from asl_core.losses import FocusingPickingLoss, kd_loss, kd_terms
 from asl_core.models import count_parameters
-from asl_core.train import TrainConfig, train
+from asl_core.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -258,7 +258,7 @@ def test_clonal_needs_a_teacher(tiny):
 
 def test_cli_clonal_without_baseline_is_a_one_line_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "asl_core.train", "--method", "clonal", "--out", str(tmp_path / "c"), "--quiet"],
+        [sys.executable, "-m", "asl_core", "train", "--method", "clonal", "--out", str(tmp_path / "c"), "--quiet"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode != 0
@@ -268,7 +268,7 @@ def test_cli_clonal_without_baseline_is_a_one_line_error(tmp_path):
 
 
 def test_cli_clonal_trains_on_the_baselines_data_unless_told_otherwise(tmp_path, capsys):
-    from asl_core.train import data_args_given, main
+    from asl_core.training.cli import data_args_given, main
 
     data = ["--dataset", "digits", "--samples-per-class", "10", "--val-per-class", "5", "--test-per-class", "5"]
     assert main(["--out", str(tmp_path / "base"), "--epochs", "2", "--quiet", *data]) == 0

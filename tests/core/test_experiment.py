@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from asl_core import experiment
+from asl_core.experiment import run as experiment
 from asl_core.checkpoint import CheckpointMeta
 from asl_core.data import build_splits, get_spec
 from asl_core.errors import UserError
-from asl_core.experiment_report import METRICS, RunResult, summarize
-from asl_core.experiment_search import ConfigScore, search, select
-from asl_core.train import TrainConfig, TrainResult, train
+from asl_core.experiment.tables import METRICS, RunResult, summarize
+from asl_core.experiment.search import ConfigScore, search, select
+from asl_core.training import TrainConfig, TrainResult, train
 
 _META = CheckpointMeta(arch="digits_cnn", num_classes=10, class_names=tuple("0123456789"), input_shape=(1, 8, 8),
                        mean=(0.5,), std=(0.25,))
@@ -66,7 +66,7 @@ def test_tiny_experiment_tables_and_reproducibility(tmp_path, keep_threads):
     first = {p: p.read_bytes() for p in (md, summary, runs_path)}
 
     text = md.read_text()
-    assert "python -m asl_core.experiment " + " ".join(argv) in text
+    assert "asl-lens experiment " + " ".join(argv) in text
     assert "| method | accuracy | macro-F1 | recall, 3 smallest classes | silhouette (embedding) |" in text
     assert "## Paired by seed against the baseline" in text
 
@@ -163,7 +163,7 @@ def test_real_search_scores_are_the_runs_validation_macro_f1():
 
 def test_recorded_search_note_flags_defaults_that_differ(tmp_path):
     configs = experiment.method_configs(["baseline", "kd"], TrainConfig(), None)
-    rec = {"command": "python -m asl_core.experiment --search", "seeds": [100], "rule": "r",
+    rec = {"command": "asl-lens experiment --search", "seeds": [100], "rule": "r",
            "methods": {"kd": {"grid": {"kd_weight": [1.0, 9.0]}, "chosen": {"kd_weight": 9.0},
                               "configs": [{"params": {"kd_weight": 9.0}, "val_macro_f1": [0.5]}]}}}
     path = tmp_path / "x_search.json"

@@ -10,7 +10,7 @@ import torch
 
 from asl_core.data import normalize
 from asl_core.errors import LayerError
-from asl_core.features import extract_features
+from asl_core.engine.features import extract_features
 
 
 def test_shapes_and_names(ckpts, engine_splits):
@@ -65,7 +65,7 @@ def test_oom_halves_the_batch_and_says_so(ckpts, engine_splits, caplog):
         return model(x)
 
     ref = extract_features(ckpts[0], engine_splits.test, ["embedding"], device="cpu", batch_size=8)
-    with caplog.at_level(logging.WARNING, logger="asl_core.features"):
+    with caplog.at_level(logging.WARNING, logger="asl_core.engine.features"):
         f = extract_features(ckpts[0], engine_splits.test, ["embedding"], device="cpu", batch_size=32, forward=tight_memory)
     assert calls[:3] == [32, 16, 8] and f.oom_retries == 2 and f.batch_size == 8
     assert "out of memory" in caplog.text and len(f.notes) == 2

@@ -9,7 +9,8 @@ from asl_core import library
 from asl_core.checkpoint import load_checkpoint, save_checkpoint
 from asl_core.data import build_splits, get_spec
 from asl_core.errors import UserError
-from asl_core.train import TrainConfig, evaluate, train
+from asl_core.engine.features import evaluate
+from asl_core.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asl_core.metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table,
+from asl_core.engine.metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table,
                               knn_accuracy, mcnemar, separability, within_between_ratio)
 
 Y = np.array([0, 0, 0, 1, 1, 1, 2, 2])

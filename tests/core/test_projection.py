@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asl_core.projection import (Projection, ProjectionConfig, align_to, from_user_coords, project, project_aligned,
+from asl_core.engine.projection import (Projection, ProjectionConfig, align_to, project, project_aligned,
                                  stratified_sample)
 
 
@@ -76,14 +76,8 @@ def test_aligned_umap_small():
     assert [p.coords.shape for p in ps] == [(36, 2), (36, 2)] and "AlignedUMAP" in ps[1].note
 
 
-def test_user_coords_and_validation():
+def test_config_validation():
     X, y = blobs(n_per=10)
-    p = from_user_coords(X[:, :2], X)
-    assert p.coords.shape == (30, 2) and 0 <= p.trustworthiness <= 1 and "user" in p.note
-    with pytest.raises(ValueError):
-        from_user_coords(X[:, :3], X)
-    with pytest.raises(ValueError):
-        from_user_coords(X[:5, :2], X)
     for bad in (dict(method="mds"), dict(align="x"), dict(pca_dims=1), dict(perplexity=-1.0), dict(max_points=0),
                 dict(method="pca", align="aligned_umap")):
         with pytest.raises(ValueError):
@@ -92,14 +86,3 @@ def test_user_coords_and_validation():
         project(X[:, :, None], y)
     with pytest.raises(ValueError):
         project(X, y[:5])
-
-
-def test_sklearn_style_projector():
-    from asl_core.projection import Projector
-
-    X, y = blobs(n_per=10)
-    est = Projector(method="pca", max_points=20)
-    assert est.fit(X, y) is est and est.embedding_.shape == (20, 2) and "20 of 30" in est.note_
-    assert Projector().fit_transform(X).shape == (30, 2)
-    with pytest.raises(ValueError):
-        Projector(method="lda").fit(X, y)

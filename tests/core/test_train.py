@@ -11,7 +11,9 @@ import torch
 
 from asl_core.checkpoint import load_checkpoint, save_checkpoint
 from asl_core.data import DatasetSpec, build_splits
-from asl_core.train import TrainConfig, evaluate, main, train
+from asl_core.engine.features import evaluate
+from asl_core.training import TrainConfig, train
+from asl_core.training.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +67,7 @@ def test_cli_writes_checkpoint_and_prints_metrics(tmp_path, capsys):
     ],
 )
 def test_cli_user_errors_are_one_line(tmp_path, args, msg):
-    proc = subprocess.run([sys.executable, "-m", "asl_core.train", "--epochs", "1", "--quiet", "--samples-per-class", "8",
+    proc = subprocess.run([sys.executable, "-m", "asl_core", "train", "--epochs", "1", "--quiet", "--samples-per-class", "8",
                            "--val-per-class", "3", "--test-per-class", "3", "--out", str(tmp_path / "x"), *args],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2
@@ -75,7 +77,7 @@ def test_cli_user_errors_are_one_line(tmp_path, args, msg):
 
 
 def test_help_documents_flags():
-    proc = subprocess.run([sys.executable, "-m", "asl_core.train", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "asl_core", "train", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0
     for flag in ("--method", "--dataset", "--arch", "--layers", "--epochs", "--seed", "--out", "--baseline"):
         assert flag in proc.stdout

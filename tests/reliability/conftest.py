@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from asl_core.data import get_spec
-from asl_core.train import TrainConfig, train
+from asl_core.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "docs" / "RELIABILITY.md"

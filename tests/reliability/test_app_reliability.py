@@ -24,7 +24,7 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="module")
 def app_library(tmp_path_factory):
-    from tests.app.library_fixture import make_library
+    from asl_core.testkit.library import make_library
 
     folder = tmp_path_factory.mktemp("applib")
     make_library(folder)
@@ -134,9 +134,9 @@ def test_eight_sessions_at_once(app_library, tmp_path, monkeypatch, tally):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     # The figures each session should show, computed serially after the fact.
-    from asl_core.analysis import compare
+    from asl_core.engine.analysis import compare
     from asl_core.checkpoint import load_checkpoint
-    from asl_core.projection import ProjectionConfig
+    from asl_core.engine.projection import ProjectionConfig
 
     problems = []
     for i, (model, layer) in enumerate(jobs):

@@ -182,7 +182,7 @@ def test_broken_image_folders(label, tmp_path, tally, world):
         lambda: build_splits(DatasetSpec(source="folder", root=str(root), val_per_class=2, test_per_class=2)),
         tally, "broken image folders", before, (lib, cache))
     assert outcome == "refused" and not lost, message
-    from asl_core.train import main
+    from asl_core.training.cli import main
 
     rc = main(["--dataset", "folder", "--data-root", str(root), "--val-per-class", "2", "--test-per-class", "2",
                "--epochs", "1", "--quiet", "--out", str(lib / "never")])
@@ -192,7 +192,7 @@ def test_broken_image_folders(label, tmp_path, tally, world):
 @pytest.mark.parametrize("layers", ["nope", "embedding,nope", "fc.weight", "", "block9:1"])
 def test_unknown_layer_names(layers, world, tally, capsys):
     lib, cache, _ = world
-    from asl_core.train import main
+    from asl_core.training.cli import main
 
     before = tree_digest(lib, cache)
     args = ["--method", "asloss", "--layers", layers or ",", "--samples-per-class", "6", "--val-per-class", "2",

@@ -31,7 +31,7 @@ def test_training_killed_mid_epoch_keeps_previous_checkpoint(tmp_path, good_chec
     # (289 training samples in batches of 16: 18 steps an epoch), as an OOM killer would.
     proc = _run(f"""
         import os, signal, torch
-        from asl_core import train as t
+        from asl_core.training import cli as t
         steps = {{"n": 0}}
         real_step = torch.optim.AdamW.step
         def step(self, *a, **k):
@@ -79,7 +79,7 @@ def test_killed_while_writing_a_cache_entry(tmp_path, tally):
     entries stay readable and the interrupted one is a clean miss, never a crash."""
     import numpy as np
 
-    from asl_core.cache import DiskCache
+    from asl_core.engine.cache import DiskCache
 
     cache = DiskCache(tmp_path / "cache")
     old = {"x": np.arange(12, dtype=np.float32).reshape(3, 4)}
@@ -90,7 +90,7 @@ def test_killed_while_writing_a_cache_entry(tmp_path, tally):
             import os, signal
             import numpy as np
             from asl_core import checkpoint as c
-            from asl_core.cache import DiskCache
+            from asl_core.engine.cache import DiskCache
             calls = {{"n": 0}}
             def die_at(fd):
                 calls["n"] += 1

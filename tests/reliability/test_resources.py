@@ -9,9 +9,9 @@ import torch
 
 from asl_core.checkpoint import load_checkpoint
 from asl_core.data import DatasetSpec, build_splits
-from asl_core.features import extract_features
-from asl_core.metrics import separability
-from asl_core.projection import ProjectionConfig, project
+from asl_core.engine.features import extract_features
+from asl_core.engine.metrics import separability
+from asl_core.engine.projection import ProjectionConfig, project
 
 
 def test_large_n_is_a_stated_stratified_sample(tally):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from asl_core.checkpoint import load_checkpoint, save_checkpoint
 from asl_core.data import build_splits, get_spec
-from asl_core.train import TrainConfig, train
+from asl_core.training import TrainConfig, train
 
 SPEC = dict(val_per_class=5, test_per_class=10)
 METHODS = ("baseline", "asloss", "clonal")

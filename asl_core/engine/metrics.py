@@ -136,7 +136,7 @@ def separability(X, y, k: int = 5, max_samples: int = 5000, seed: int = 0) -> di
     Undefined values (one class, too few samples) are NaN."""
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-    from .projection import stratified_sample
+    from asl_core.engine.projection import stratified_sample
 
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(np.int64)
     if X.ndim != 2 or X.shape[0] != y.shape[0]:

@@ -1,6 +1,6 @@
 r"""Train every method on every seed and tabulate test figures, paired by seed with the baseline.
 
-    python -m asl_core.experiment --dataset digits-hard --methods baseline,asloss,clonal,kd \
+    asl-lens experiment --dataset digits-hard --methods baseline,asloss,clonal,kd \
         --seeds 5 --out docs/results/digits-hard
 
 Seeds 0..N-1 are training seeds (weights, batch order); the data split is the preset's
@@ -32,15 +32,17 @@ import numpy as np
 import torch
 from sklearn.metrics import silhouette_score
 
-from .checkpoint import LoadedCheckpoint, atomic_write_bytes
-from .data import DatasetSpec, Split, Splits, build_splits
-from .errors import UserError, cli_entry
-from .experiment_report import REFERENCE, RunResult, markdown, runs_csv, summarize, summary_csv
-from .experiment_search import TEACHER_METHODS, SearchRecord, count_runs, search
-from .metrics import classification_metrics
-from .features import extract_features
-from .models import ARCHITECTURES, embedding_layer
-from .train import TRAIN_METHODS, TrainConfig, TrainResult, add_dataset_args, spec_from_args, train
+from asl_core.checkpoint import LoadedCheckpoint, atomic_write_bytes
+from asl_core.data import DatasetSpec, Split, Splits, build_splits
+from asl_core.errors import UserError, cli_entry
+from asl_core.experiment.tables import REFERENCE, RunResult, markdown, runs_csv, summarize, summary_csv
+from asl_core.experiment.search import SearchRecord, count_runs, search
+from asl_core.engine.metrics import classification_metrics
+from asl_core.engine.features import extract_features
+from asl_core.models import ARCHITECTURES, embedding_layer
+from asl_core.objectives import get_objective, method_names
+from asl_core.training import TrainConfig, TrainResult, train
+from asl_core.training.cli import add_dataset_args, spec_from_args
 
 TAIL_CLASSES = 3
 DEFAULT_SEARCH_SEEDS = (100, 101, 102)
@@ -50,14 +52,14 @@ TrainFn = Callable[..., TrainResult]
 def parse_methods(text: str) -> tuple[str, ...]:
     """``"baseline,clonal"`` -> methods in training order (the baseline first: others need it)."""
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in TRAIN_METHODS]
+    unknown = [m for m in names if m not in method_names()]
     if unknown:
-        raise UserError(f"unknown method {unknown[0]!r}; choose from {', '.join(TRAIN_METHODS)}")
+        raise UserError(f"unknown method {unknown[0]!r}; choose from {', '.join(method_names())}")
     if len(set(names)) != len(names):
         raise UserError("a method is listed twice in --methods")
     if REFERENCE not in names:
         raise UserError("--methods must include baseline: every method is compared with it, and clonal/kd learn from it")
-    return tuple(m for m in TRAIN_METHODS if m in names)
+    return tuple(m for m in method_names() if m in names)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -93,7 +95,7 @@ def method_configs(methods: Sequence[str], base: TrainConfig, student_arch: str 
                    chosen: dict[str, dict[str, Any]] | None = None) -> dict[str, TrainConfig]:
     configs = {}
     for m in methods:
-        arch = student_arch if (student_arch and m in TEACHER_METHODS) else base.arch
+        arch = student_arch if (student_arch and get_objective(m).needs_teacher) else base.arch
         configs[m] = dataclasses.replace(base, method=m, arch=arch, **(chosen or {}).get(m, {}))
     return configs
 
@@ -107,7 +109,7 @@ def run_seeds(configs: dict[str, TrainConfig], seeds: Sequence[int], spec: Datas
         teacher = None
         for method, config in configs.items():
             result = train_fn(dataclasses.replace(config, seed=seed), spec, splits=splits, progress=False,
-                              teacher=teacher if method in TEACHER_METHODS else None)
+                              teacher=teacher if get_objective(method).needs_teacher else None)
             if method == REFERENCE:
                 teacher = LoadedCheckpoint(model=result.model, meta=result.meta)
             runs.append(test_figures(result, splits.test, tail, seed))
@@ -167,9 +169,9 @@ def recorded_search(path: Path, configs: dict[str, TrainConfig]) -> tuple[Search
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m asl_core.experiment", description=__doc__,
+    p = argparse.ArgumentParser(prog="asl-lens experiment", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default="baseline,asloss,clonal,kd", help=f"comma list from {', '.join(TRAIN_METHODS)}; must include baseline")
+    p.add_argument("--methods", default="baseline,asloss,clonal,kd", help=f"comma list from {', '.join(method_names())}; must include baseline")
     p.add_argument("--seeds", type=int, default=5, help="train on seeds 0..N-1")
     p.add_argument("--out", required=True, help="output stem: writes OUT.md, OUT.csv, OUT_runs.csv (and OUT_search.json)")
     p.add_argument("--arch", default=TrainConfig.arch, help=f"one of {', '.join(ARCHITECTURES)}")
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     base = TrainConfig(arch=args.arch, epochs=args.epochs, device=args.device)
     splits = build_splits(spec)
     paths = output_paths(Path(args.out))
-    command = "python -m asl_core.experiment " + shlex.join(argv)
+    command = "asl-lens experiment " + shlex.join(argv)
 
     from tqdm.auto import tqdm
 

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (app.py)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -35,8 +35,7 @@ def streamlit_server(checkpoints: Path, cache: Path, script: str | Path = "app.p
                      timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
     """Yields the base URL of a running ``streamlit run script``."""
     port = free_port()
-    full_env = dict(os.environ, ASL_LENS_CHECKPOINTS=str(checkpoints), ASL_LENS_CACHE=str(cache),
-                    PYTHONPATH=str(ROOT), **(env or {}))
+    full_env = dict(os.environ, ASL_LENS_CHECKPOINTS=str(checkpoints), ASL_LENS_CACHE=str(cache), **(env or {}))
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port", str(port),

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import LoadedCheckpoint
-from .data import Split
-from .errors import UserError
-from .models import LayerTap, resolve_layers
-from .train import pick_device
+from asl_core.checkpoint import LoadedCheckpoint
+from asl_core.data import Split
+from asl_core.engine.metrics import classification_metrics
+from asl_core.errors import UserError
+from asl_core.models import LayerTap, resolve_layers
+from asl_core.runtime import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -106,22 +107,41 @@ def extract_features(
     ``model(x)``; tests use it to simulate running out of memory. Unknown layers raise a
     ``LayerError`` (a ``ValueError``) that lists the valid names. The model's train/eval mode
     and device are restored afterwards."""
+    meta = ckpt.meta
+    if tuple(split.x.shape[1:2]) != tuple(meta.input_shape[:1]):
+        raise UserError(f"the model expects {meta.input_shape[0]} input channels; the data has {split.x.shape[1]}")
+    return run_model(ckpt.model, split, meta.mean, meta.std, layers, device=device, batch_size=batch_size, amp=amp,
+                     channels_last=channels_last, progress=progress, split_name=split_name, forward=forward)
+
+
+def run_model(
+    model: nn.Module,
+    split: Split,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    layers: list[str] = (),
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    amp: str | None = None,
+    channels_last: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    split_name: str = "",
+    forward: Forward | None = None,
+) -> Features:
+    """The one inference loop: ``model`` over ``split`` normalised with ``mean``/``std``. Used by
+    :func:`extract_features` (a checkpoint) and by training's evaluation (a model in training)."""
     if amp not in (None, "bf16", "fp16"):
         raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     layers = list(dict.fromkeys(layers))  # unique, in order
-    model = ckpt.model
     resolve_layers(model, layers)  # fail on unknown names before any work
-    meta = ckpt.meta
-    if tuple(split.x.shape[1:2]) != tuple(meta.input_shape[:1]):
-        raise UserError(f"the model expects {meta.input_shape[0]} input channels; the data has {split.x.shape[1]}")
-    dev = pick_device(device) if isinstance(device, str) else device
+    dev = pick_device(device)
     n = len(split)
     if n == 0:
         raise UserError("the split is empty")
     with model_lock(model):
-        buffers, bs, notes = _run_batches(model, split, layers, meta.mean, meta.std, dev, batch_size, amp, channels_last,
+        buffers, bs, notes = _run_batches(model, split, layers, mean, std, dev, batch_size, amp, channels_last,
                                           progress, forward or _default_forward)
     return Features(
         layers={name: buffers[f"layer:{name}"].numpy().astype(np.float32, copy=False) for name in layers},
@@ -136,6 +156,16 @@ def extract_features(
         device=str(dev),
         notes=tuple(notes),
     )
+
+
+def evaluate(model: nn.Module, split: Split, mean: tuple[float, ...], std: tuple[float, ...],
+             device: str | torch.device, num_classes: int, batch_size: int = 512) -> dict:
+    """Classification metrics of ``model`` on ``split`` plus its mean cross-entropy (``loss``),
+    through the same loop as extraction. The model's mode and device are restored."""
+    feats = run_model(model, split, mean, std, (), device=device, batch_size=batch_size)
+    metrics = classification_metrics(feats.labels, feats.preds, num_classes)
+    metrics["loss"] = float(torch.nn.functional.cross_entropy(torch.from_numpy(feats.logits), split.y))
+    return metrics
 
 
 def _run_batches(

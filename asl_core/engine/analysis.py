@@ -1,6 +1,6 @@
 """Compare 1-3 models on the same data: features, aligned projections, classification
 metrics, per-layer separability and, against the first (reference) model, the confusion
-delta, the flip table and McNemar's test. Used by the app and by ``python -m asl_core.analyze``.
+delta, the flip table and McNemar's test. Used by the app and by ``asl-lens analyze``.
 
     cmp = compare([load_checkpoint(a), load_checkpoint(b)], split="test", cache=DiskCache())
     cmp.models[1].mcnemar["pvalue"]
@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from .cache import DiskCache, cached_features, cached_projections, checkpoint_hash
-from .checkpoint import LoadedCheckpoint
-from .data import DatasetSpec, Splits, build_splits
-from .errors import LayerError, UserError
-from .features import Features
-from .metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table, mcnemar,
+from asl_core.engine.cache import DiskCache, cached_features, cached_projections, checkpoint_hash
+from asl_core.checkpoint import LoadedCheckpoint
+from asl_core.data import DatasetSpec, Splits, build_splits
+from asl_core.errors import LayerError, UserError
+from asl_core.engine.features import Features
+from asl_core.engine.metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table, mcnemar,
                       separability)
-from .models import embedding_layer, list_layers
-from .projection import Projection, ProjectionConfig
+from asl_core.models import embedding_layer, list_layers
+from asl_core.engine.projection import Projection, ProjectionConfig
 
 Progress = Callable[[str, float], None]
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError
+from asl_core.errors import DataError
 
 SOURCES = ("digits", "folder", "mnist", "fashion-mnist", "cifar10")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")

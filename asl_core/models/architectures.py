@@ -1,4 +1,4 @@
-"""Model registry, layer discovery and forward-hook taps on named layers.
+"""The model registry: architectures built by name.
 
 Architectures are built by name so that a checkpoint's metadata (``arch`` plus
 ``arch_kwargs``) is enough to rebuild the network before loading its weights.
@@ -6,14 +6,13 @@ Architectures are built by name so that a checkpoint's metadata (``arch`` plus
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .errors import LayerError, UserError
+from asl_core.errors import UserError
 
 
 class DigitsCNN(nn.Module):
@@ -111,83 +110,6 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, small_input: 
 
 def embedding_layer(arch: str) -> str:
     return ARCHITECTURES[arch].embedding_layer if arch in ARCHITECTURES else ""
-
-
-_SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten)
-
-
-def list_layers(model: nn.Module) -> list[str]:
-    """Layer names a person can choose for ASLoss or extraction, in forward order.
-
-    The top-level children and their direct children (``layer3``, ``layer3.1``, ``fc``),
-    leaving out parameter-free plumbing (activations, dropout, flatten, identity)."""
-    names = []
-    for name, child in model.named_children():
-        if isinstance(child, _SKIP):
-            continue
-        names.append(name)
-        if isinstance(child, (nn.Sequential, nn.ModuleList)):
-            names.extend(f"{name}.{sub}" for sub, m in child.named_children() if not isinstance(m, _SKIP))
-    return names
-
-
-def resolve_layers(model: nn.Module, layers: Iterable[str]) -> OrderedDict[str, nn.Module]:
-    """Map layer names to modules; unknown names raise a ``LayerError`` listing valid ones."""
-    modules = dict(model.named_modules())
-    out: OrderedDict[str, nn.Module] = OrderedDict()
-    for name in layers:
-        if not name or name not in modules:
-            valid = ", ".join(list_layers(model))
-            raise LayerError(f"unknown layer {name!r}; valid layers: {valid} (see asl_core.models.list_layers)")
-        out[name] = modules[name]
-    return out
-
-
-def pool_features(t: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H, W]`` -> ``[B, C]`` by global average pooling; ``[B, ..., D]`` -> ``[B, D']`` flat."""
-    if t.dim() == 4:
-        return t.mean(dim=(2, 3))
-    if t.dim() == 3:
-        return t.mean(dim=1)
-    return t.flatten(1)
-
-
-class LayerTap:
-    """Forward hooks that keep the (pooled) outputs of named layers during a forward pass.
-
-    >>> with LayerTap(model, ["embedding"]) as tap:
-    ...     logits = model(x)
-    ...     h = tap.outputs["embedding"]   # [B, D], part of the autograd graph
-    """
-
-    def __init__(self, model: nn.Module, layers: Iterable[str], pool: bool = True, detach: bool = False):
-        self.modules = resolve_layers(model, layers)
-        self.pool = pool
-        self.detach = detach
-        self.outputs: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._handles: list = []
-
-    def _hook(self, name: str):
-        def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            if self.pool and output.dim() >= 3:
-                t = pool_features(output)
-            else:
-                # a later in-place op (ReLU(inplace=True)) would overwrite the kept tensor
-                t = output.flatten(1).clone() if self.pool else output.clone()
-            self.outputs[name] = t.detach() if self.detach else t
-
-        return hook
-
-    def __enter__(self) -> LayerTap:
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .checkpoint import LoadedCheckpoint
-from .data import DatasetSpec, Splits
-from .train import TrainConfig, TrainResult, train
+from asl_core.checkpoint import LoadedCheckpoint
+from asl_core.data import DatasetSpec, Splits
+from asl_core.objectives import get_objective
+from asl_core.training import TrainConfig, TrainResult, train
 
 # Grids, in the order ties are broken. The foundation's defaults are listed first where
 # they are part of the grid, so a tie keeps them.
@@ -32,7 +33,6 @@ SEARCH_GRIDS: dict[str, dict[str, list[Any]]] = {
     "clonal": {"fp_alpha": [1.0, 0.5, 2.0], "fp_beta": [1.0, 0.5, 0.0]},
     "kd": {"kd_temperature": [4.0, 2.0, 8.0], "kd_weight": [1.0, 0.5, 2.0]},
 }
-TEACHER_METHODS = ("clonal", "kd")
 SELECTION_RULE = "highest mean validation macro-F1 over the search seeds; ties go to the configuration listed first"
 
 TrainFn = Callable[..., TrainResult]
@@ -156,9 +156,9 @@ def search(
         for params in grid_points(grids[method]):
             per_seed = []
             for seed in seeds:
-                arch = student_arch if (student_arch and method in TEACHER_METHODS) else base.arch
+                arch = student_arch if (student_arch and get_objective(method).needs_teacher) else base.arch
                 config = dataclasses.replace(base, method=method, seed=seed, arch=arch, **params)
-                teacher = teachers.get(seed) if method in TEACHER_METHODS else None
+                teacher = teachers.get(seed) if get_objective(method).needs_teacher else None
                 per_seed.append(val_score(train_fn(config, spec, teacher=teacher, splits=splits, progress=False)))
                 if on_run:
                     on_run()

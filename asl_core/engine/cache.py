@@ -25,20 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import LoadedCheckpoint, atomic_write_bytes, content_hash
-from .data import DatasetSpec, Splits, build_splits
-from .features import Features, extract_features
-from .projection import Projection, ProjectionConfig, project, project_aligned
+from asl_core.settings import get_settings
+from asl_core.checkpoint import LoadedCheckpoint, atomic_write_bytes, content_hash
+from asl_core.data import DatasetSpec, Splits, build_splits
+from asl_core.engine.features import Features, extract_features
+from asl_core.engine.projection import Projection, ProjectionConfig, project, project_aligned
 
 log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "engine/1"  # bump when extraction or projection results change meaning
-ENV_VAR = "ASL_LENS_CACHE"
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / ".cache"
-
-
 def default_root() -> Path:
-    return Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else DEFAULT_ROOT
+    """``$ASL_LENS_CACHE``, else ``.cache/`` in the repository (:mod:`asl_core.settings`)."""
+    return get_settings().cache_dir
 
 
 class DiskCache:
@@ -187,19 +185,3 @@ def cached_projections(
             "n_total": projs[0].n_total}
     cache.put("projections", key, arrays, meta)
     return projs
-
-
-def cached_projection(
-    cache: DiskCache | None,
-    ckpt: LoadedCheckpoint,
-    spec: DatasetSpec,
-    split_name: str,
-    layer: str,
-    config: ProjectionConfig,
-    X: np.ndarray,
-    labels: np.ndarray,
-) -> Projection:
-    """One model's ``project(X, labels, config)`` through the cache."""
-    if cache is None:
-        return project(X, labels, config)
-    return cached_projections(cache, [ckpt], spec, split_name, layer, config, [X], labels)[0]

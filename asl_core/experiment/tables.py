@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .experiment_search import SearchRecord
+from asl_core.experiment.search import SearchRecord
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "accuracy"),

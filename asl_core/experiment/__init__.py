@@ -1,0 +1,1 @@
+"""The comparison experiment: hyperparameter search on validation, paired runs over seeds, tables."""

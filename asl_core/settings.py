@@ -1,0 +1,88 @@
+"""One settings object, read from the environment (``ASL_LENS_*``); tests point it at tmp dirs.
+
+Every reader of a setting (the app, the library CLI, the cache, the demo) calls
+:func:`get_settings`, so each variable is parsed in one place, one way. A bad value is a
+:class:`SettingsError` naming the variable, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from asl_core.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+CHECKPOINTS_ENV = "ASL_LENS_CHECKPOINTS"
+CACHE_ENV = "ASL_LENS_CACHE"
+MAX_UPLOAD_ENV = "ASL_LENS_MAX_UPLOAD_MB"
+THREADS_ENV = "ASL_LENS_THREADS"
+
+DEFAULT_MAX_UPLOAD_MB = 200.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``checkpoints_dir``: the library the app lists; ``cache_dir``: the engine's disk cache;
+    ``max_upload_mb``: the largest file the library accepts; ``threads``: BLAS/torch threads per
+    process (``None``: :func:`asl_core.runtime.default_threads` decides)."""
+
+    checkpoints_dir: Path
+    cache_dir: Path
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    threads: int | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            checkpoints_dir=_path(env, CHECKPOINTS_ENV, REPO_ROOT / "checkpoints"),
+            cache_dir=_path(env, CACHE_ENV, REPO_ROOT / ".cache"),
+            max_upload_mb=_positive_float(env, MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB),
+            threads=_positive_int(env, THREADS_ENV),
+        )
+
+
+def get_settings() -> Settings:
+    """The settings as the environment says now (cheap: read on every call, so a test's
+    ``monkeypatch.setenv`` is seen)."""
+    return Settings.from_env()
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    value = env.get(name, "").strip()
+    return Path(value).expanduser() if value else default
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be a positive number")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{name}={raw!r} must be >= 1")
+    return value

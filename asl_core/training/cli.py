@@ -1,0 +1,160 @@
+r"""``asl-lens train``: train one model and save it as a checkpoint.
+
+    asl-lens train --method asloss --dataset digits-hard --layers embedding:1.0 \
+        --epochs 40 --seed 0 --out checkpoints/asloss
+
+Methods come from the objective registry (:mod:`asl_core.objectives`): baseline (CE), asloss
+(CE + ASLoss on chosen layers), clonal (focusing-picking loss against a frozen baseline) and kd
+(CE + Hinton distillation). The best epoch is chosen on validation macro-F1; test is read once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from asl_core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from asl_core.data import DatasetSpec, get_spec
+from asl_core.errors import UserError, cli_entry
+from asl_core.losses import DISTANCES
+from asl_core.models import ARCHITECTURES
+from asl_core.objectives import get_objective, method_names
+from asl_core.runtime import limit_threads
+from asl_core.training.config import TrainConfig
+from asl_core.training.loop import train
+
+
+def parse_layers(text: str | None) -> dict[str, float]:
+    """``"embedding:1.0,block3:0.5"`` -> ``{"embedding": 1.0, "block3": 0.5}`` (weight defaults to 1)."""
+    out: dict[str, float] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, weight = part.partition(":")
+        try:
+            out[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise UserError(f"bad layer weight in {part!r}; use NAME:WEIGHT") from None
+    return out
+
+
+def add_dataset_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="digits-hard",
+                   help="preset (digits, digits-hard) or a source: folder, mnist, fashion-mnist, cifar10 (with --data-root)")
+    g.add_argument("--data-root", help="image folder (one sub-folder per class) or torchvision dataset root")
+    g.add_argument("--samples-per-class", type=int, help="cap on the largest training class (n_max)")
+    g.add_argument("--imbalance", type=float, help="long-tail ratio rho (largest/smallest class)")
+    g.add_argument("--noise", type=float, help="std of additive Gaussian noise, pixels in [0, 1]")
+    g.add_argument("--blur", type=float, help="Gaussian blur sigma in pixels")
+    g.add_argument("--occlusion", type=float, help="side of an occluding square, fraction of the image side")
+    g.add_argument("--val-per-class", type=int)
+    g.add_argument("--test-per-class", type=int)
+    g.add_argument("--image-size", type=int, help="resize images to this side (folders default to 32)")
+    g.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB) for image folders")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the splits and the corruption")
+
+
+DATA_FLAGS = ("--dataset", "--data-root", "--samples-per-class", "--imbalance", "--noise", "--blur", "--occlusion",
+              "--val-per-class", "--test-per-class", "--image-size", "--channels", "--data-seed")
+
+
+def data_args_given(argv: list[str]) -> bool:
+    """Whether the command line says anything about the data (``--noise 0.1`` or ``--noise=0.1``).
+    Without it, clonal/KD train on the baseline's own dataset spec."""
+    return any(tok.split("=", 1)[0] in DATA_FLAGS for tok in argv)
+
+
+def spec_from_args(args: argparse.Namespace) -> DatasetSpec:
+    overrides = dict(
+        samples_per_class=args.samples_per_class, imbalance=args.imbalance, noise=args.noise, blur=args.blur,
+        occlusion=args.occlusion, val_per_class=args.val_per_class, test_per_class=args.test_per_class,
+        image_size=args.image_size, channels=args.channels, seed=args.data_seed,
+    )
+    if args.dataset in ("digits", "digits-hard"):
+        return get_spec(args.dataset, **overrides)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return DatasetSpec(source=args.dataset, root=args.data_root, name=Path(args.data_root or args.dataset).name, **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asl-lens train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", choices=method_names(), default="baseline")
+    p.add_argument("--arch", default="digits_cnn", help=f"one of {', '.join(ARCHITECTURES)}")
+    p.add_argument("--out", required=True, help="checkpoint path; .safetensors is appended")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--small-input", choices=("auto", "yes", "no"), default="auto",
+                   help="CIFAR-style stem for torchvision models (auto: images <= 64 px)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $ASL_LENS_THREADS, else half the cores; see asl_core.runtime)")
+    add_dataset_args(p)
+    g = p.add_argument_group("ASLoss (--method asloss)")
+    g.add_argument("--layers", help="NAME:WEIGHT,... (default: the embedding layer with --as-weight)")
+    g.add_argument("--as-weight", type=float, default=TrainConfig.as_weight)
+    g.add_argument("--distance", choices=tuple(DISTANCES), default=TrainConfig.distance)
+    g.add_argument("--radius", type=float, default=TrainConfig.radius)
+    g.add_argument("--lambda-agg", type=float, default=TrainConfig.lambda_agg)
+    g.add_argument("--lambda-sep", type=float, default=TrainConfig.lambda_sep)
+    g.add_argument("--lambda-scope", type=float, default=TrainConfig.lambda_scope)
+    g = p.add_argument_group("ClonalNet and KD (--method clonal / kd)")
+    g.add_argument("--baseline", "--teacher", dest="baseline", help="the frozen baseline (teacher) checkpoint")
+    g.add_argument("--fp-alpha", type=float, default=TrainConfig.fp_alpha)
+    g.add_argument("--fp-beta", type=float, default=TrainConfig.fp_beta)
+    g.add_argument("--fp-eps", type=float, default=TrainConfig.fp_eps)
+    g.add_argument("--fp-temperature", type=float, default=TrainConfig.fp_temperature)
+    g.add_argument("--kd-temperature", type=float, default=TrainConfig.kd_temperature)
+    g.add_argument("--kd-weight", type=float, default=TrainConfig.kd_weight)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        method=args.method, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, seed=args.seed, layers=parse_layers(args.layers), as_weight=args.as_weight,
+        distance=args.distance, radius=args.radius, lambda_agg=args.lambda_agg, lambda_sep=args.lambda_sep,
+        lambda_scope=args.lambda_scope, fp_eps=args.fp_eps, fp_temperature=args.fp_temperature, fp_alpha=args.fp_alpha,
+        fp_beta=args.fp_beta, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
+        small_input={"auto": None, "yes": True, "no": False}[args.small_input], device=args.device,
+    )
+
+
+def format_metrics(meta: CheckpointMeta) -> str:
+    v, t = meta.metrics["val"], meta.metrics["test"]
+    return (f"{meta.name or meta.method:<12} val acc {v['accuracy']:.4f}  val macro-F1 {v['macro_f1']:.4f}  "
+            f"test acc {t['accuracy']:.4f}  test macro-F1 {t['macro_f1']:.4f}  (best epoch {meta.best_epoch})")
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    limit_threads(args.threads)
+    config = config_from_args(args)
+    teacher = None
+    if get_objective(config.method).needs_teacher:
+        if not args.baseline:
+            raise UserError(f"--method {config.method} needs --baseline CHECKPOINT")
+        teacher = load_checkpoint(args.baseline)
+    if teacher is not None and teacher.meta.dataset and not data_args_given(sys.argv[1:] if argv is None else argv):
+        spec = DatasetSpec.from_dict(teacher.meta.dataset)  # default: the baseline's own data
+    else:
+        spec = spec_from_args(args)
+    out = Path(args.out)
+    result = train(config, spec, teacher=teacher, progress=not args.quiet, name=out.name.removesuffix(".safetensors"))
+    path = save_checkpoint(result.model, result.meta, out)
+    print(format_metrics(dataclasses.replace(result.meta, name=path.stem)))
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
