@@ -1,7 +1,7 @@
 """Data: dataset specs with the three conditions of METHODS.md section 3, and their splits."""
 
-from asl_core.data.datasets import (IMAGE_EXTENSIONS, PRESETS, SOURCES, DatasetSpec, Split, Splits, build_splits, corrupt,
+from asl_core.data.datasets import (EMBEDDED_SOURCES, IMAGE_EXTENSIONS, PRESETS, SOURCES, DatasetSpec, Split, Splits, build_splits, corrupt,
                                     get_spec, long_tail_counts, normalize)
 
-__all__ = ["IMAGE_EXTENSIONS", "PRESETS", "SOURCES", "DatasetSpec", "Split", "Splits", "build_splits", "corrupt", "get_spec",
+__all__ = ["EMBEDDED_SOURCES", "IMAGE_EXTENSIONS", "PRESETS", "SOURCES", "DatasetSpec", "Split", "Splits", "build_splits", "corrupt", "get_spec",
            "long_tail_counts", "normalize"]

@@ -1,7 +1,8 @@
 """Models: the architecture registry, layer discovery and taps on named layers."""
 
-from asl_core.models.architectures import ARCHITECTURES, ArchInfo, DigitsCNN, build_model, count_parameters, embedding_layer
+from asl_core.models.architectures import (ARCHITECTURES, ArchInfo, DigitsCNN, MnistCNN, build_model, count_parameters,
+                                           embedding_layer, paper_layers)
 from asl_core.models.layers import LayerTap, list_layers, pool_features, resolve_layers
 
-__all__ = ["ARCHITECTURES", "ArchInfo", "DigitsCNN", "LayerTap", "build_model", "count_parameters", "embedding_layer",
-           "list_layers", "pool_features", "resolve_layers"]
+__all__ = ["ARCHITECTURES", "ArchInfo", "DigitsCNN", "LayerTap", "MnistCNN", "build_model", "count_parameters", "embedding_layer",
+           "list_layers", "paper_layers", "pool_features", "resolve_layers"]

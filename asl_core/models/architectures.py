@@ -43,6 +43,30 @@ class DigitsCNN(nn.Module):
         return self.fc(self.embedding(self.pool(x)))
 
 
+class MnistCNN(nn.Module):
+    """A small CNN for 28x28 digits (~26k parameters). ``embedding`` is the linear, pre-activation
+    penultimate layer (where the ASLoss paper puts its loss); ``block3.0`` the last convolution's
+    output before its BatchNorm; ``fc`` the logits."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, embedding_dim: int = 64):
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                    nn.ReLU(), nn.MaxPool2d(2))
+        self.block2 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+                                    nn.ReLU(), nn.MaxPool2d(2))
+        self.block3 = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 3, padding=1, bias=False), nn.BatchNorm2d(4 * width),
+                                    nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.embedding = nn.Linear(4 * width, embedding_dim)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(embedding_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.block3(self.block2(self.block1(x))))
+        return self.fc(self.act(self.embedding(self.flatten(x))))
+
+
 def _adapt_resnet(model: nn.Module, in_channels: int, small_input: bool) -> nn.Module:
     if small_input:
         # CIFAR-style stem: a 3x3 stride-1 conv and no max-pool keep small images from
@@ -79,17 +103,28 @@ def _digits_small_builder(num_classes: int, in_channels: int = 1, small_input: b
     return DigitsCNN(num_classes=num_classes, in_channels=in_channels, width=16, embedding_dim=32)
 
 
+def _mnist_builder(num_classes: int, in_channels: int = 1, small_input: bool = True) -> nn.Module:
+    return MnistCNN(num_classes=num_classes, in_channels=in_channels)
+
+
 @dataclass(frozen=True)
 class ArchInfo:
     builder: Callable[..., nn.Module]
     embedding_layer: str  # the penultimate layer: the default for ASLoss and for pictures
     description: str
     first_conv: str  # state-dict key of the stem convolution (tells the input channels)
+    # the ASLoss paper's placement: the linear (pre-activation) embedding and one earlier layer
+    paper_layers: tuple[str, ...] = ()
+    default_input: tuple[int, int] = (3, 224)  # (channels, side) for weights that do not say
 
 
 ARCHITECTURES: dict[str, ArchInfo] = {
-    "digits_cnn": ArchInfo(_digits_builder, "embedding", "small CNN for 8x8 digits (~100k parameters)", "block1.0.weight"),
-    "digits_cnn_small": ArchInfo(_digits_small_builder, "embedding", "half-width CNN, a smaller clonal/student", "block1.0.weight"),
+    "digits_cnn": ArchInfo(_digits_builder, "embedding", "small CNN for 8x8 digits (~100k parameters)", "block1.0.weight",
+                           ("embedding.1", "block3.0"), (1, 8)),
+    "digits_cnn_small": ArchInfo(_digits_small_builder, "embedding", "half-width CNN, a smaller clonal/student", "block1.0.weight",
+                                 ("embedding.1", "block3.0"), (1, 8)),
+    "mnist_cnn": ArchInfo(_mnist_builder, "embedding", "small CNN for 28x28 digits (~26k parameters)", "block1.0.weight",
+                          ("embedding", "block3.0"), (1, 28)),
     "resnet18": ArchInfo(_torchvision_builder("resnet18"), "avgpool", "torchvision ResNet-18", "conv1.weight"),
     "resnet34": ArchInfo(_torchvision_builder("resnet34"), "avgpool", "torchvision ResNet-34", "conv1.weight"),
     "resnet50": ArchInfo(_torchvision_builder("resnet50"), "avgpool", "torchvision ResNet-50", "conv1.weight"),
@@ -106,6 +141,13 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, small_input: 
     if in_channels not in (1, 3):
         raise UserError(f"input channels must be 1 or 3, got {in_channels!r}")
     return ARCHITECTURES[arch].builder(num_classes=num_classes, in_channels=in_channels, small_input=small_input)
+
+
+def paper_layers(arch: str) -> tuple[str, ...]:
+    """Where the ASLoss paper puts its loss on ``arch`` (pre-activation embedding, one earlier layer);
+    the embedding layer alone where the architecture names none."""
+    info = ARCHITECTURES[arch]
+    return info.paper_layers or (info.embedding_layer,)
 
 
 def embedding_layer(arch: str) -> str:
