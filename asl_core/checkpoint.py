@@ -62,6 +62,10 @@ class CheckpointMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     best_epoch: int | None = None
     parents: dict[str, str] = field(default_factory=dict)
+    # mechanism figures of the training run (e.g. ClonalNet's mean |S|, the teacher's train
+    # accuracy, same-class pairs per class) and loud warnings when a mechanism did not fire
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     content_hash: str = ""
@@ -94,6 +98,7 @@ class CheckpointMeta:
                 mean=tuple(float(v) for v in meta.mean),
                 std=tuple(float(v) for v in meta.std),
                 num_classes=int(meta.num_classes),
+                warnings=tuple(str(w) for w in meta.warnings),
             )
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint metadata has a field of the wrong type: {exc}") from None
@@ -353,7 +358,7 @@ def _infer_in_channels(arch: str, state: dict[str, torch.Tensor]) -> int:
     stem = state.get(ARCHITECTURES[arch].first_conv)
     if stem is not None and stem.dim() == 4 and int(stem.shape[1]) in (1, 3):
         return int(stem.shape[1])
-    return 1 if arch.startswith("digits") else 3
+    return ARCHITECTURES[arch].default_input[0]
 
 
 def _infer_num_classes(state: dict[str, torch.Tensor]) -> int | None:
@@ -367,8 +372,9 @@ def foreign_meta(arch: str, num_classes: int, state: dict[str, torch.Tensor], na
         raise CheckpointError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     in_ch = _infer_in_channels(arch, state)
     conv1 = state.get("conv1.weight")
-    small = bool(conv1 is not None and conv1.shape[-1] == 3) or arch.startswith("digits")
-    size = 8 if arch.startswith("digits") else (32 if small else 224)
+    default_side = ARCHITECTURES[arch].default_input[1]
+    small = bool(conv1 is not None and conv1.shape[-1] == 3) or default_side < 64
+    size = default_side if default_side < 64 else (32 if small else 224)
     if in_ch == 3:
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     else:

@@ -16,13 +16,14 @@ import sys
 from pathlib import Path
 
 from asl_core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from asl_core.data import DatasetSpec, get_spec
+from asl_core.data import PRESETS, DatasetSpec, get_spec
 from asl_core.errors import UserError, cli_entry
 from asl_core.losses import DISTANCES
 from asl_core.models import ARCHITECTURES
 from asl_core.objectives import get_objective, method_names
 from asl_core.runtime import limit_threads
-from asl_core.training.config import TrainConfig
+from asl_core.data.samplers import SAMPLERS
+from asl_core.training.config import TEACHER_MODES, TrainConfig
 from asl_core.training.loop import train
 
 
@@ -44,7 +45,7 @@ def parse_layers(text: str | None) -> dict[str, float]:
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="digits-hard",
-                   help="preset (digits, digits-hard) or a source: folder, mnist, fashion-mnist, cifar10 (with --data-root)")
+                   help="preset (digits, digits-hard, mnist-lt) or a source: folder, mnist, fashion-mnist, cifar10 (with --data-root)")
     g.add_argument("--data-root", help="image folder (one sub-folder per class) or torchvision dataset root")
     g.add_argument("--samples-per-class", type=int, help="cap on the largest training class (n_max)")
     g.add_argument("--imbalance", type=float, help="long-tail ratio rho (largest/smallest class)")
@@ -74,7 +75,7 @@ def spec_from_args(args: argparse.Namespace) -> DatasetSpec:
         occlusion=args.occlusion, val_per_class=args.val_per_class, test_per_class=args.test_per_class,
         image_size=args.image_size, channels=args.channels, seed=args.data_seed,
     )
-    if args.dataset in ("digits", "digits-hard"):
+    if args.dataset in PRESETS:
         return get_spec(args.dataset, **overrides)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return DatasetSpec(source=args.dataset, root=args.data_root, name=Path(args.data_root or args.dataset).name, **overrides)
@@ -98,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $ASL_LENS_THREADS, else half the cores; see asl_core.runtime)")
     add_dataset_args(p)
+    g = p.add_argument_group("batches (every method)")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=TrainConfig.augment,
+                   help="random rotation/shift/zoom per batch (flips only where the dataset allows them)")
+    g.add_argument("--aug-rotation", type=float, default=TrainConfig.aug_rotation, help="max degrees either way")
+    g.add_argument("--aug-shift", type=float, default=TrainConfig.aug_shift, help="max shift, fraction of the side")
+    g.add_argument("--aug-scale", type=float, default=TrainConfig.aug_scale, help="max zoom either way, fraction")
+    g.add_argument("--sampler", choices=SAMPLERS, default=TrainConfig.sampler,
+                   help="random batches, or class-balanced ones (same-class pairs for tail classes)")
     g = p.add_argument_group("ASLoss (--method asloss)")
     g.add_argument("--layers", help="NAME:WEIGHT,... (default: the embedding layer with --as-weight)")
     g.add_argument("--as-weight", type=float, default=TrainConfig.as_weight)
@@ -108,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda-scope", type=float, default=TrainConfig.lambda_scope)
     g = p.add_argument_group("ClonalNet and KD (--method clonal / kd)")
     g.add_argument("--baseline", "--teacher", dest="baseline", help="the frozen baseline (teacher) checkpoint")
+    g.add_argument("--teacher-mode", choices=TEACHER_MODES, default=TrainConfig.teacher_mode,
+                   help="live: the baseline on every augmented batch; oof: out-of-fold baselines (trained and cached); "
+                        "fixed: clean training images once (memorised: shows the failure)")
+    g.add_argument("--teacher-folds", type=int, default=TrainConfig.teacher_folds, help="K for --teacher-mode oof")
     g.add_argument("--fp-alpha", type=float, default=TrainConfig.fp_alpha)
     g.add_argument("--fp-beta", type=float, default=TrainConfig.fp_beta)
     g.add_argument("--fp-eps", type=float, default=TrainConfig.fp_eps)
@@ -125,6 +138,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lambda_scope=args.lambda_scope, fp_eps=args.fp_eps, fp_temperature=args.fp_temperature, fp_alpha=args.fp_alpha,
         fp_beta=args.fp_beta, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
         small_input={"auto": None, "yes": True, "no": False}[args.small_input], device=args.device,
+        augment=args.augment, aug_rotation=args.aug_rotation, aug_shift=args.aug_shift, aug_scale=args.aug_scale,
+        sampler=args.sampler, teacher_mode=args.teacher_mode, teacher_folds=args.teacher_folds,
     )
 
 
@@ -152,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     result = train(config, spec, teacher=teacher, progress=not args.quiet, name=out.name.removesuffix(".safetensors"))
     path = save_checkpoint(result.model, result.meta, out)
     print(format_metrics(dataclasses.replace(result.meta, name=path.stem)))
+    diag = result.meta.diagnostics
+    if "confusing_set_mean" in diag:
+        print(f"confusing set: mean |S| {diag['confusing_set_mean']:.2f}, |S| = 1 for "
+              f"{diag['confusing_set_singleton_fraction']:.1%} of samples; teacher train accuracy {diag.get('teacher_train_accuracy', float('nan')):.3f}")
+    for warning in result.meta.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     print(f"saved {path}")
     return 0
 

@@ -6,10 +6,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from asl_core.data.augment import NO_AUGMENTATION, Augmentation
+from asl_core.data.samplers import SAMPLERS
 from asl_core.errors import UserError
 from asl_core.losses import DISTANCES
 from asl_core.models import ARCHITECTURES, embedding_layer
 from asl_core.objectives import Objective, get_objective, method_names
+
+TEACHER_MODES = ("live", "oof", "fixed")
 
 COMMON_HYPERPARAMS = ("epochs", "batch_size", "lr", "weight_decay", "seed")
 
@@ -47,6 +51,18 @@ class TrainConfig:
     kd_weight: float = 0.5
     # hyperparameters of methods without a field above (a newly registered objective's own)
     method_params: dict[str, Any] = field(default_factory=dict)
+    # Per-batch augmentation, the same for every method (METHODS.md section 3): a rotation of up
+    # to aug_rotation degrees, a shift of up to aug_shift of the side, a zoom of up to aug_scale;
+    # horizontal flips only where the dataset spec allows them. Seeded from `seed`.
+    augment: bool = True
+    aug_rotation: float = 12.0
+    aug_shift: float = 0.07
+    aug_scale: float = 0.1
+    # "random" batches, or "balanced" ones (same-class pairs for the tail classes; asl_core.data.samplers)
+    sampler: str = "random"
+    # where a teacher's logits come from (asl_core.training.teachers): live, oof (K folds) or fixed
+    teacher_mode: str = "live"
+    teacher_folds: int = 5
     small_input: bool | None = None
     device: str = "auto"
 
@@ -65,9 +81,24 @@ class TrainConfig:
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0:
                 raise UserError(f"{name} must be a finite number >= 0, got {v}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.teacher_mode not in TEACHER_MODES:
+            raise UserError(f"unknown teacher mode {self.teacher_mode!r}; choose one of {', '.join(TEACHER_MODES)}")
+        if self.teacher_folds < 2:
+            raise UserError("teacher_folds must be >= 2")
+        try:
+            self.augmentation()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         unknown = sorted(set(self.method_params) - set(get_objective(self.method).params))
         if unknown:
             raise UserError(f"method {self.method!r} has no hyperparameters {', '.join(unknown)}")
+
+    def augmentation(self, flips_allowed: bool = False) -> Augmentation:
+        if not self.augment:
+            return NO_AUGMENTATION
+        return Augmentation(self.aug_rotation, self.aug_shift, self.aug_scale, flip=flips_allowed)
 
     def layer_weights(self) -> dict[str, float]:
         return dict(self.layers) or {embedding_layer(self.arch): self.as_weight}
@@ -91,5 +122,8 @@ class TrainConfig:
     def hyperparams(self) -> dict[str, Any]:
         """What the checkpoint records: the shared optimiser settings, then the method's own."""
         out: dict[str, Any] = {k: getattr(self, k) for k in COMMON_HYPERPARAMS}
+        out.update(augmentation=self.augmentation().to_dict() if self.augment else None, sampler=self.sampler)
+        if get_objective(self.method).needs_teacher:
+            out.update(teacher_mode=self.teacher_mode, **({"teacher_folds": self.teacher_folds} if self.teacher_mode == "oof" else {}))
         out.update({k: v for k, v in self.objective_params().items() if k != "layers"})
         return out
