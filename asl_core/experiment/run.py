@@ -1,12 +1,15 @@
 r"""Train every method on every seed and tabulate test figures, paired by seed with the baseline.
 
-    asl-lens experiment --dataset digits-hard --methods baseline,asloss,clonal,kd \
-        --seeds 5 --out docs/results/digits-hard
+    asl-lens experiment --dataset mnist-lt --arch mnist_cnn \
+        --methods baseline,asloss,asloss-paper,clonal,clonal-paper,kd --seeds 15 --search --out docs/results/mnist-lt
 
-Seeds 0..N-1 are training seeds (weights, batch order); the data split is the preset's
-(``--data-seed``). ClonalNet and KD learn from the baseline trained on the same seed. Each
-model's epoch is chosen on the validation split (inside ``train``); the test split is read
-once per model, here, for the table.
+Rows are methods (tuned on validation) or a method at the paper's own settings
+(``asloss-paper``, ``clonal-paper``). Seeds 0..N-1 are training seeds (weights, batch order,
+augmentation); the data split is the preset's (``--data-seed``). Teacher rows learn from the
+baseline trained on the same seed (with ``--teacher-mode oof``, from K out-of-fold baselines
+trained on that seed). Each model's epoch is chosen on the validation split (inside
+``train``); the test split is read once per model, here, for the table. ``--workers`` runs
+seeds in parallel processes; results do not depend on it.
 
 Hyperparameters: by default the TrainConfig defaults are used, which were set from the
 committed validation-split search, so re-running the command reproduces the table.
@@ -36,30 +39,53 @@ from asl_core.checkpoint import LoadedCheckpoint, atomic_write_bytes
 from asl_core.data import DatasetSpec, Split, Splits, build_splits
 from asl_core.errors import UserError, cli_entry
 from asl_core.experiment.tables import REFERENCE, RunResult, markdown, runs_csv, summarize, summary_csv
+from asl_core.experiment.parallel import SERIAL, Workers, worker_splits
 from asl_core.experiment.search import SearchRecord, count_runs, search
-from asl_core.engine.metrics import classification_metrics
+from asl_core.data.samplers import SAMPLERS
 from asl_core.engine.features import extract_features
-from asl_core.models import ARCHITECTURES, embedding_layer
+from asl_core.engine.metrics import classification_metrics, within_between_ratio
+from asl_core.models import ARCHITECTURES, paper_layers
 from asl_core.objectives import get_objective, method_names
 from asl_core.training import TrainConfig, TrainResult, train
 from asl_core.training.cli import add_dataset_args, spec_from_args
+from asl_core.training.config import TEACHER_MODES
+from asl_core.training.teachers import FoldTeachers, train_fold_baselines
 
 TAIL_CLASSES = 3
 DEFAULT_SEARCH_SEEDS = (100, 101, 102)
 TrainFn = Callable[..., TrainResult]
 
 
+def _asloss_paper(arch: str) -> dict[str, Any]:
+    """The ASLoss paper's plain form (it publishes no tuned weights): smooth-L1, r = 10, every
+    lambda and layer weight 1, on the pre-activation embedding and one earlier layer."""
+    return {"layers": {layer: 1.0 for layer in paper_layers(arch)}, "distance": "smooth_l1", "radius": 10.0,
+            "lambda_agg": 1.0, "lambda_sep": 1.0, "lambda_scope": 1.0}
+
+
+# rows at a method's published settings: name -> (method, settings for an architecture)
+FIXED_ROWS: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
+    "asloss-paper": ("asloss", _asloss_paper),
+    "clonal-paper": ("clonal", lambda arch: {"fp_alpha": 1.0, "fp_beta": 1.0}),  # the authors' hard-coded values
+}
+
+
+def row_method(row: str) -> str:
+    return FIXED_ROWS[row][0] if row in FIXED_ROWS else row
+
+
 def parse_methods(text: str) -> tuple[str, ...]:
-    """``"baseline,clonal"`` -> methods in training order (the baseline first: others need it)."""
+    """``"baseline,clonal,clonal-paper"`` -> rows in training order (the baseline first: others need it)."""
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in method_names()]
+    known = (*method_names(), *FIXED_ROWS)
+    unknown = [m for m in names if m not in known]
     if unknown:
-        raise UserError(f"unknown method {unknown[0]!r}; choose from {', '.join(method_names())}")
+        raise UserError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")
     if len(set(names)) != len(names):
         raise UserError("a method is listed twice in --methods")
     if REFERENCE not in names:
         raise UserError("--methods must include baseline: every method is compared with it, and clonal/kd learn from it")
-    return tuple(m for m in method_names() if m in names)
+    return (REFERENCE, *(m for m in names if m != REFERENCE))
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -72,10 +98,12 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def test_figures(result: TrainResult, split: Split, tail: Sequence[int], seed: int) -> RunResult:
-    """Classification figures and the silhouette of the penultimate layer on ``split``."""
+def test_figures(result: TrainResult, split: Split, tail: Sequence[int], seed: int, row: str | None = None) -> RunResult:
+    """Classification figures on ``split``, and the silhouette and within/between distance ratio of
+    the ASLoss layer (the pre-activation embedding where the architecture has one; the same layer
+    for every row, so the rows compare)."""
     meta = result.meta
-    layer = embedding_layer(meta.arch)
+    layer = paper_layers(meta.arch)[0]
     # one batch over the whole split: the figures do not depend on an extraction batch size
     feats = extract_features(LoadedCheckpoint(model=result.model, meta=meta), split, [layer], device="cpu",
                              batch_size=max(1, len(split)))
@@ -83,38 +111,74 @@ def test_figures(result: TrainResult, split: Split, tail: Sequence[int], seed: i
     y = feats.labels
     cls = classification_metrics(y, feats.preds, meta.num_classes)
     recall = cls["per_class_recall"]
+    diag = meta.diagnostics or {}
     return RunResult(
-        method=meta.method, seed=seed, accuracy=cls["accuracy"], macro_f1=cls["macro_f1"],
+        method=row or meta.method, seed=seed, accuracy=cls["accuracy"], macro_f1=cls["macro_f1"],
         tail_recall=float(np.mean([recall[c] for c in tail])),
         silhouette=float(silhouette_score(features, y)) if len(set(y.tolist())) > 1 else float("nan"),
         per_class_recall=tuple(recall), val_macro_f1=float(meta.metrics["val"]["macro_f1"]), best_epoch=int(meta.best_epoch or 0),
+        within_between=float(within_between_ratio(features, y)),
+        confusing_set_mean=float(diag.get("confusing_set_mean", float("nan"))),
+        singleton_fraction=float(diag.get("confusing_set_singleton_fraction", float("nan"))),
+        correct=tuple(bool(v) for v in feats.correct),
     )
 
 
 def method_configs(methods: Sequence[str], base: TrainConfig, student_arch: str | None,
                    chosen: dict[str, dict[str, Any]] | None = None) -> dict[str, TrainConfig]:
+    """Row -> its training config: a tuned method takes the search's choice (or TrainConfig's
+    defaults), a fixed row its published settings."""
     configs = {}
-    for m in methods:
-        arch = student_arch if (student_arch and get_objective(m).needs_teacher) else base.arch
-        configs[m] = dataclasses.replace(base, method=m, arch=arch, **(chosen or {}).get(m, {}))
+    for row in methods:
+        method = row_method(row)
+        arch = student_arch if (student_arch and get_objective(method).needs_teacher) else base.arch
+        settings = FIXED_ROWS[row][1](arch) if row in FIXED_ROWS else (chosen or {}).get(row, {})
+        configs[row] = dataclasses.replace(base, method=method, arch=arch, **settings)
     return configs
 
 
-def run_seeds(configs: dict[str, TrainConfig], seeds: Sequence[int], spec: DatasetSpec, splits: Splits,
-              train_fn: TrainFn = train, on_run: Callable[[], None] | None = None) -> list[RunResult]:
-    """Train each method (baseline first) on each seed; test figures per model."""
+def fold_teachers(base: TrainConfig, splits: Splits, seed: int) -> FoldTeachers | None:
+    """Out-of-fold teachers for one seed when the teacher mode asks for them (not cached on disk:
+    the experiment trains them, like every other model, from the seed)."""
+    if base.teacher_mode != "oof":
+        return None
+    return train_fold_baselines(dataclasses.replace(base, method="baseline"), splits, base.teacher_folds, seed)
+
+
+def run_seed(configs: dict[str, TrainConfig], seed: int, spec: DatasetSpec, splits: Splits,
+             train_fn: TrainFn = train, on_run: Callable[[], None] | None = None) -> list[RunResult]:
+    """Every row on one seed (baseline first: the teacher rows learn from it)."""
     tail = splits.smallest_classes(TAIL_CLASSES)
-    runs = []
-    for seed in seeds:
-        teacher = None
-        for method, config in configs.items():
-            result = train_fn(dataclasses.replace(config, seed=seed), spec, splits=splits, progress=False,
-                              teacher=teacher if get_objective(method).needs_teacher else None)
-            if method == REFERENCE:
-                teacher = LoadedCheckpoint(model=result.model, meta=result.meta)
-            runs.append(test_figures(result, splits.test, tail, seed))
-            if on_run:
-                on_run()
+    runs, extra = [], {}
+    for row, config in configs.items():
+        needs_teacher = get_objective(config.method).needs_teacher
+        if needs_teacher and "folds" not in extra:
+            extra["folds"] = fold_teachers(config, splits, seed)
+        result = train_fn(dataclasses.replace(config, seed=seed), spec, splits=splits, progress=False,
+                          **(extra if needs_teacher else {}))
+        if row == REFERENCE:
+            extra["teacher"] = LoadedCheckpoint(model=result.model, meta=result.meta)
+        runs.append(test_figures(result, splits.test, tail, seed, row))
+        if on_run:
+            on_run()
+    return runs
+
+
+def _seed_job(job: tuple) -> list[RunResult]:
+    configs, seed, spec = job
+    return run_seed(configs, seed, spec, worker_splits(spec))
+
+
+def run_seeds(configs: dict[str, TrainConfig], seeds: Sequence[int], spec: DatasetSpec, splits: Splits,
+              train_fn: TrainFn = train, on_run: Callable[[], None] | None = None, workers: Workers = SERIAL) -> list[RunResult]:
+    """Every row on every seed; ``workers`` may run seeds in parallel processes (each trains with a
+    fixed thread count, so the results are those of a serial run)."""
+    if workers.pool is not None and len(seeds) > 1:
+        per_seed = workers.map(_seed_job, [(configs, seed, spec) for seed in seeds],
+                               on_done=(lambda: [on_run() for _ in configs]) if on_run else None)
+        runs = [r for seed_runs in per_seed for r in seed_runs]
+    else:
+        runs = [r for seed in seeds for r in run_seed(configs, seed, spec, splits, train_fn, on_run)]
     order = list(configs)
     return sorted(runs, key=lambda r: (order.index(r.method), r.seed))
 
@@ -123,7 +187,7 @@ def used_hyperparams(configs: dict[str, TrainConfig]) -> dict[str, dict[str, Any
     out = {}
     for m, c in configs.items():
         hp = {k: v for k, v in c.hyperparams().items() if k != "seed"}
-        out[m] = {"arch": c.arch, **hp, **({"layers": c.layer_weights()} if m == "asloss" else {})}
+        out[m] = {"arch": c.arch, **hp, **({"layers": c.layer_weights()} if c.method == "asloss" else {})}
     return out
 
 
@@ -138,7 +202,9 @@ def setup_lines(spec: DatasetSpec, splits: Splits, seeds: Sequence[int], threads
         f"validation {len(splits.val)}, test {len(splits.test)} (balanced).",
         f"- Smallest {len(tail)} classes by training count: {', '.join(f'{names[c]} ({counts[c]})' for c in tail)}.",
         f"- Training seeds: {', '.join(map(str, seeds))}. Epoch chosen on validation macro-F1; test read once per model.",
-        "- Silhouette: sklearn `silhouette_score` (Euclidean) of the penultimate layer on the normalised test split.",
+        "- Silhouette and within/between: sklearn `silhouette_score` (Euclidean) and the ratio of mean within-class to mean "
+        "between-class distance, on the full-dimensional features of the ASLoss layer (the paper's pre-activation "
+        "embedding) of the test split, for every row.",
         f"- Std is the sample std (ddof = 1) over seeds. Device {device}, torch {torch.__version__}, {threads} CPU thread(s).",
     ]
 
@@ -184,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seeds of the search, kept apart from the evaluation seeds")
     p.add_argument("--device", default="cpu", help="cpu (default, reproducible), cuda, auto")
     p.add_argument("--threads", type=int, default=1, help="CPU threads; results are bit-identical only at the same count")
+    p.add_argument("--workers", type=int, default=1, help="seeds trained in parallel processes (results do not depend on it)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=TrainConfig.augment,
+                   help="per-batch augmentation for every row")
+    p.add_argument("--sampler", choices=SAMPLERS, default=TrainConfig.sampler)
+    p.add_argument("--teacher-mode", choices=TEACHER_MODES, default=TrainConfig.teacher_mode)
+    p.add_argument("--teacher-folds", type=int, default=TrainConfig.teacher_folds)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataset_args(p)
     return p
@@ -204,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--search-seeds must not overlap the evaluation seeds 0..N-1")
     torch.set_num_threads(args.threads)
     spec = spec_from_args(args)
-    base = TrainConfig(arch=args.arch, epochs=args.epochs, device=args.device)
+    if args.workers < 1:
+        raise UserError("--workers must be >= 1")
+    base = TrainConfig(arch=args.arch, epochs=args.epochs, device=args.device, augment=args.augment, sampler=args.sampler,
+                       teacher_mode=args.teacher_mode, teacher_folds=args.teacher_folds)
     splits = build_splits(spec)
     paths = output_paths(Path(args.out))
     command = "asl-lens experiment " + shlex.join(argv)
@@ -213,18 +288,20 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     total = len(methods) * len(seeds) + (count_runs(methods, search_seeds) if args.search else 0)
-    with tqdm(total=total, desc="experiment", unit="model", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc="experiment", unit="model", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar, \
+            Workers(args.workers, args.threads) as pool:
         record = None
         if args.search:
             bar.set_description("search (validation)")
-            record = search(methods, base, spec, splits, search_seeds, student_arch=args.student_arch, on_run=lambda: bar.update())
+            record = search(tuple(m for m in methods if m not in FIXED_ROWS), base, spec, splits, search_seeds,
+                            student_arch=args.student_arch, on_run=lambda: bar.update(), workers=pool)
             note = f"Run here (`--search`) on seeds {', '.join(map(str, search_seeds))}; the values used above are the chosen ones."
             configs = method_configs(methods, base, args.student_arch, record.chosen())
         else:
             configs = method_configs(methods, base, args.student_arch)
             record, note = recorded_search(paths["search"], configs)
         bar.set_description("seeds (test)")
-        runs = run_seeds(configs, seeds, spec, splits, on_run=lambda: bar.update())
+        runs = run_seeds(configs, seeds, spec, splits, on_run=lambda: bar.update(), workers=pool)
     elapsed = time.perf_counter() - started
 
     summaries = summarize(runs, methods)

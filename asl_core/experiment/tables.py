@@ -1,9 +1,12 @@
 """Results of the multi-seed experiment and the Markdown/CSV tables made from them.
 
 Everything here is computed from the per-seed rows (:class:`RunResult`): the summary is the
-mean and sample standard deviation (ddof = 1) over seeds, and the paired comparison is the
-mean over seeds of ``method - baseline`` on the same seed, with the number of seeds on which
-the method is strictly higher ("wins") and equal ("ties").
+mean and sample standard deviation (ddof = 1) over seeds; the paired comparison is the mean
+over seeds of ``row - baseline`` on the same seed, with the number of seeds on which the row
+is strictly higher ("wins"), a percentile bootstrap 95% interval of that mean (seeds
+resampled, 10,000 draws, fixed seed) and the smallest true difference the design detects
+with 80% power at the 5% level (2.80 x the paired standard error); McNemar's exact test is
+pooled over seeds (discordant counts summed).
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "accuracy"),
     ("macro_f1", "macro-F1"),
     ("tail_recall", "recall, 3 smallest classes"),
-    ("silhouette", "silhouette (embedding)"),
+    ("silhouette", "silhouette (ASLoss layer)"),
+    ("within_between", "within/between (ASLoss layer)"),
 )
+BOOTSTRAP_DRAWS = 10_000
+POWER_FACTOR = 2.8016  # z(0.975) + z(0.80): the smallest detectable difference is this many standard errors
 REFERENCE = "baseline"
 
 
@@ -39,6 +45,10 @@ class RunResult:
     per_class_recall: tuple[float, ...]
     val_macro_f1: float
     best_epoch: int
+    within_between: float = float("nan")
+    confusing_set_mean: float = float("nan")  # ClonalNet rows: mean |S| over training
+    singleton_fraction: float = float("nan")  # ... and the share of samples with |S| = 1
+    correct: tuple[bool, ...] = ()  # per test sample, for McNemar (not written to the CSVs)
 
     def metric(self, name: str) -> float:
         return float(getattr(self, name))
@@ -59,6 +69,20 @@ class PairedDiff:
     wins: int
     ties: int
     n: int
+    ci_low: float = float("nan")  # bootstrap 95% interval of mean_diff
+    ci_high: float = float("nan")
+
+    @property
+    def detectable(self) -> float:
+        """The smallest true difference this many seeds detect with 80% power (two-sided 5%)."""
+        return POWER_FACTOR * self.std_diff / math.sqrt(self.n) if self.n > 1 else float("nan")
+
+
+@dataclass(frozen=True)
+class PooledMcNemar:
+    b: int  # baseline right, row wrong (summed over seeds)
+    c: int  # baseline wrong, row right
+    pvalue: float
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,9 @@ class MethodSummary:
     n_seeds: int
     metrics: dict[str, MetricSummary]
     paired: dict[str, PairedDiff] | None  # None for the baseline itself
+    mcnemar: PooledMcNemar | None = None
+    confusing_set_mean: float = float("nan")
+    singleton_fraction: float = float("nan")
 
 
 def mean_std(values: Sequence[float]) -> MetricSummary:
@@ -84,7 +111,38 @@ def paired_diff(runs: Sequence[RunResult], method: str, metric: str, reference: 
         raise ValueError(f"no seed has both {method!r} and {reference!r}")
     diffs = [mine[s] - ref[s] for s in seeds]
     spread = mean_std(diffs)
-    return PairedDiff(spread.mean, spread.std, sum(d > 0 for d in diffs), sum(d == 0 for d in diffs), len(diffs))
+    low, high = bootstrap_interval(diffs)
+    return PairedDiff(spread.mean, spread.std, sum(d > 0 for d in diffs), sum(d == 0 for d in diffs), len(diffs), low, high)
+
+
+def bootstrap_interval(diffs: Sequence[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean of ``diffs`` (seeds resampled with replacement)."""
+    import numpy as np
+
+    values = np.asarray(diffs, dtype=np.float64)
+    if len(values) < 2 or not np.isfinite(values).all():
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(draws, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def pooled_mcnemar(runs: Sequence[RunResult], method: str, reference: str = REFERENCE) -> PooledMcNemar | None:
+    """McNemar's exact test on the per-sample predictions, discordant pairs summed over seeds.
+    The test set is the same on every seed, so this counts each sample once per seed: it
+    catches a consistent per-sample effect but, unlike the paired-seed figures, it ignores the
+    spread between training seeds."""
+    from scipy.stats import binomtest
+
+    ref = {r.seed: r.correct for r in runs if r.method == reference and r.correct}
+    b = c = 0
+    for r in runs:
+        if r.method == method and r.correct and r.seed in ref:
+            b += sum(1 for x, y in zip(ref[r.seed], r.correct) if x and not y)
+            c += sum(1 for x, y in zip(ref[r.seed], r.correct) if y and not x)
+    if b + c == 0:
+        return PooledMcNemar(b, c, 1.0) if any(r.method == method and r.correct for r in runs) else None
+    return PooledMcNemar(b, c, float(binomtest(c, b + c, 0.5).pvalue))
 
 
 def summarize(runs: Sequence[RunResult], methods: Sequence[str], reference: str = REFERENCE) -> list[MethodSummary]:
@@ -93,8 +151,15 @@ def summarize(runs: Sequence[RunResult], methods: Sequence[str], reference: str 
         mine = [r for r in runs if r.method == method]
         metrics = {m: mean_std([r.metric(m) for r in mine]) for m, _ in METRICS}
         paired = None if method == reference else {m: paired_diff(runs, method, m, reference) for m, _ in METRICS}
-        out.append(MethodSummary(method, len(mine), metrics, paired))
+        mc = None if method == reference else pooled_mcnemar(runs, method, reference)
+        out.append(MethodSummary(method, len(mine), metrics, paired, mc, _nanmean([r.confusing_set_mean for r in mine]),
+                                 _nanmean([r.singleton_fraction for r in mine])))
     return out
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
 
 
 # --------------------------------------------------------------------------- CSV
@@ -103,7 +168,9 @@ def summarize(runs: Sequence[RunResult], methods: Sequence[str], reference: str 
 def summary_csv(summaries: Sequence[MethodSummary]) -> str:
     cols = ["method", "n_seeds"]
     for m, _ in METRICS:
-        cols += [f"{m}_mean", f"{m}_std", f"{m}_diff_vs_{REFERENCE}", f"{m}_diff_std", f"{m}_wins", f"{m}_ties"]
+        cols += [f"{m}_mean", f"{m}_std", f"{m}_diff_vs_{REFERENCE}", f"{m}_diff_std", f"{m}_wins", f"{m}_ties",
+                 f"{m}_diff_ci_low", f"{m}_diff_ci_high", f"{m}_detectable"]
+    cols += ["mcnemar_b", "mcnemar_c", "mcnemar_p", "confusing_set_mean", "singleton_fraction"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -112,19 +179,28 @@ def summary_csv(summaries: Sequence[MethodSummary]) -> str:
         for m, _ in METRICS:
             row += [f"{s.metrics[m].mean:.6f}", f"{s.metrics[m].std:.6f}"]
             p = s.paired[m] if s.paired else None
-            row += [f"{p.mean_diff:.6f}", f"{p.std_diff:.6f}", p.wins, p.ties] if p else ["", "", "", ""]
+            row += ([f"{p.mean_diff:.6f}", f"{p.std_diff:.6f}", p.wins, p.ties, _num(p.ci_low), _num(p.ci_high), _num(p.detectable)]
+                    if p else [""] * 7)
+        mc = s.mcnemar
+        row += [mc.b, mc.c, f"{mc.pvalue:.6g}"] if mc else ["", "", ""]
+        row += [_num(s.confusing_set_mean), _num(s.singleton_fraction)]
         w.writerow(row)
     return buf.getvalue()
 
 
+def _num(v: float) -> str:
+    return "" if math.isnan(v) else f"{v:.6f}"
+
+
 def runs_csv(runs: Sequence[RunResult], class_names: Sequence[str]) -> str:
-    cols = ["method", "seed", *[m for m, _ in METRICS], "val_macro_f1", "best_epoch", *[f"recall_{c}" for c in class_names]]
+    cols = ["method", "seed", *[m for m, _ in METRICS], "val_macro_f1", "best_epoch", "confusing_set_mean",
+            "singleton_fraction", *[f"recall_{c}" for c in class_names]]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for r in runs:
-        w.writerow([r.method, r.seed, *[f"{r.metric(m):.6f}" for m, _ in METRICS], f"{r.val_macro_f1:.6f}", r.best_epoch,
-                    *[f"{v:.6f}" for v in r.per_class_recall]])
+        w.writerow([r.method, r.seed, *[_num(r.metric(m)) for m, _ in METRICS], f"{r.val_macro_f1:.6f}", r.best_epoch,
+                    _num(r.confusing_set_mean), _num(r.singleton_fraction), *[f"{v:.6f}" for v in r.per_class_recall]])
     return buf.getvalue()
 
 
@@ -144,11 +220,15 @@ def verdicts(summaries: Sequence[MethodSummary]) -> list[str]:
         if s.paired is None:
             continue
         p = s.paired["macro_f1"]
-        word = "beats" if p.mean_diff > 0 else "does not beat"
-        se = p.std_diff / math.sqrt(p.n)
-        noise = "; within two standard errors of zero" if abs(p.mean_diff) < 2 * se else ""
-        out.append(f"- **{s.method}** {word} the baseline on mean test macro-F1 ({p.mean_diff:+.4f}, standard error {se:.4f} "
-                   f"over {p.n} paired seeds{noise}); higher on {p.wins} of {p.n} seeds, equal on {p.ties}.")
+        if p.ci_low > 0:
+            word = "is better than"
+        elif p.ci_high < 0:
+            word = "is worse than"
+        else:
+            word = "cannot be told apart from"
+        out.append(f"- **{s.method}** {word} the baseline on test macro-F1: {p.mean_diff:+.4f}, 95% interval "
+                   f"[{p.ci_low:+.4f}, {p.ci_high:+.4f}] over {p.n} paired seeds (higher on {p.wins}); this design detects "
+                   f"a true difference of {p.detectable:.4f} or more with 80% power.")
     return out
 
 
@@ -170,17 +250,36 @@ def markdown(
     lines += _table(["method"] + [label for _, label in METRICS],
                     [[s.method] + [f"{s.metrics[m].mean:.4f} ± {s.metrics[m].std:.4f}" for m, _ in METRICS] for s in summaries])
     lines += ["", "## Paired by seed against the baseline", "",
-              "Mean over seeds of (method − baseline) on the same seed; wins = seeds where the method is strictly higher.", ""]
+              "Mean over seeds of (row − baseline) on the same seed, its bootstrap 95% interval, and wins = seeds where "
+              "the row is strictly higher. *Detectable*: the smallest true difference this number of seeds finds with 80% "
+              "power (2.80 × paired standard error).", ""]
     rows = []
     for s in summaries:
         if s.paired is not None:
-            rows.append([s.method] + [f"{s.paired[m].mean_diff:+.4f} ({s.paired[m].wins}/{s.paired[m].n} wins)" for m, _ in METRICS])
-    lines += _table(["method"] + [label for _, label in METRICS], rows)
+            rows.append([s.method] + [f"{s.paired[m].mean_diff:+.4f} [{s.paired[m].ci_low:+.4f}, {s.paired[m].ci_high:+.4f}] "
+                                      f"({s.paired[m].wins}/{s.paired[m].n})" for m, _ in METRICS]
+                        + [f"{s.paired['macro_f1'].detectable:.4f}"])
+    lines += _table(["row"] + [label for _, label in METRICS] + ["detectable (macro-F1)"], rows)
+    lines += ["", "McNemar's exact test on per-sample correctness, discordant pairs summed over seeds (b: baseline right and "
+              "row wrong; c: the reverse). It ignores the spread between training seeds, so it overstates certainty; the "
+              "intervals above do not.", ""]
+    lines += _table(["row", "b", "c", "p"], [[s.method, s.mcnemar.b, s.mcnemar.c, f"{s.mcnemar.pvalue:.3g}"]
+                                             for s in summaries if s.mcnemar is not None])
+    mech = [s for s in summaries if not math.isnan(s.confusing_set_mean)]
+    if mech:
+        lines += ["", "ClonalNet's mechanism: the confusing set S over training (METHODS.md §2; |S| = 1 means the "
+                  "teacher said nothing beyond the label).", ""]
+        lines += _table(["row", "mean \\|S\\|", "share with \\|S\\| = 1"],
+                        [[s.method, f"{s.confusing_set_mean:.3f}", f"{s.singleton_fraction:.1%}"] for s in mech])
     lines += [""] + verdicts(summaries) + [""]
     lines += ["## Per seed (test split)", ""]
     lines += _table(["method", "seed"] + [label for _, label in METRICS] + ["val macro-F1", "best epoch"],
                     [[r.method, r.seed] + [f"{r.metric(m):.4f}" for m, _ in METRICS] + [f"{r.val_macro_f1:.4f}", r.best_epoch]
                      for r in runs])
+    extended = [m for m in (search.methods if search else ()) if getattr(m, "extended", None)]
+    if extended:
+        lines += [""] + [f"- Search grid of **{m.method}** extended after its winner sat at an edge: "
+                         + "; ".join(f"{k} += {v}" for k, v in m.extended.items()) + "." for m in extended]
     lines += ["", "## Hyperparameters used", ""]
     lines += [f"- {method}: " + ", ".join(f"{k}={v}" for k, v in params.items()) for method, params in used.items()]
     lines += ["", "## Hyperparameter search (validation split only)", "", search_note, ""]

@@ -67,7 +67,9 @@ def test_tiny_experiment_tables_and_reproducibility(tmp_path, keep_threads):
 
     text = md.read_text()
     assert "asl-lens experiment " + " ".join(argv) in text
-    assert "| method | accuracy | macro-F1 | recall, 3 smallest classes | silhouette (embedding) |" in text
+    assert ("| method | accuracy | macro-F1 | recall, 3 smallest classes | silhouette (ASLoss layer) | "
+            "within/between (ASLoss layer) |") in text
+    assert "| row | b | c | p |" in text and "mean \\|S\\|" in text  # pooled McNemar; ClonalNet's mechanism
     assert "## Paired by seed against the baseline" in text
 
     rows = read_csv(runs_path)
@@ -75,7 +77,7 @@ def test_tiny_experiment_tables_and_reproducibility(tmp_path, keep_threads):
     summ = {r["method"]: r for r in read_csv(summary)}
     assert set(summ) == {"baseline", "clonal"}
     for metric, _ in METRICS:
-        for col in ("mean", "std", "diff_vs_baseline", "diff_std", "wins", "ties"):
+        for col in ("mean", "std", "diff_vs_baseline", "diff_std", "wins", "ties", "diff_ci_low", "diff_ci_high", "detectable"):
             assert f"{metric}_{col}" in summ["clonal"]
         base = {r["seed"]: float(r[metric]) for r in rows if r["method"] == "baseline"}
         mine = {r["seed"]: float(r[metric]) for r in rows if r["method"] == "clonal"}
@@ -102,6 +104,23 @@ def test_summary_and_paired_differences_from_per_seed_rows():
     assert (p.mean_diff, p.wins, p.ties, p.n) == (pytest.approx(0.0), 1, 1, 3)
     assert p.std_diff == pytest.approx(0.05)  # differences +0.05, 0, -0.05
     assert kd.paired["silhouette"].ties == 3
+    # bootstrap interval of the mean difference: inside the range of the differences, around the mean
+    assert -0.05 - 1e-12 <= p.ci_low < 0.0 < p.ci_high <= 0.05 + 1e-12
+    assert p.detectable == pytest.approx(2.8016 * 0.05 / 3 ** 0.5)
+
+
+def test_pooled_mcnemar_sums_discordant_pairs_over_seeds():
+    def run(method, seed, correct):
+        return RunResult(method, seed, 0.5, 0.5, 0.0, 0.1, (0.5,), 0.5, 1, correct=tuple(correct))
+
+    runs = [run("baseline", 0, [1, 1, 0, 0]), run("baseline", 1, [1, 0, 0, 0]),
+            run("asloss", 0, [1, 0, 1, 1]), run("asloss", 1, [0, 1, 1, 1])]
+    (_, mine) = summarize(runs, ["baseline", "asloss"])
+    # seed 0: b = 1 (sample 1), c = 2; seed 1: b = 1 (sample 0), c = 3
+    assert (mine.mcnemar.b, mine.mcnemar.c) == (2, 5)
+    from scipy.stats import binomtest
+
+    assert mine.mcnemar.pvalue == pytest.approx(binomtest(5, 7, 0.5).pvalue)
 
 
 # --------------------------------------------------------------------------- search
@@ -134,7 +153,10 @@ def test_search_selects_on_validation_and_never_reads_test():
     record = search(["baseline", "kd"], TrainConfig(epochs=1), None, None, seeds=[7, 8], grids=grids, train_fn=fake_train)
     assert record.chosen() == {"kd": {"kd_temperature": 2.0, "kd_weight": 0.5}}
     (kd,) = record.methods
-    assert len(kd.scores) == 9 and all(len(s.val_macro_f1) == 2 for s in kd.scores)
+    # both winners sat at the low edge of their axis: each axis was extended once (then no longer an edge)
+    assert kd.extended == {"kd_temperature": [0.6667], "kd_weight": [0.1667]}  # rounded to 4 significant digits
+    assert len(kd.scores) == 11 and all(len(s.val_macro_f1) == 2 for s in kd.scores)
+    assert {"kd_temperature": 0.6667, "kd_weight": 0.5} in [s.params for s in kd.scores]
 
 
 def test_selection_ties_go_to_the_first_listed():
@@ -154,7 +176,7 @@ def test_real_search_scores_are_the_runs_validation_macro_f1():
 
     grids = {"clonal": {"fp_alpha": [1.0, 0.0]}}
     record = search(["baseline", "clonal"], TrainConfig(epochs=2, device="cpu"), spec, splits, seeds=[100], grids=grids,
-                    train_fn=guarded_train)
+                    train_fn=guarded_train, extend=False)
     scores = [s.val_macro_f1[0] for s in record.methods[0].scores]
     assert scores == [v for m, _, v in seen if m == "clonal"]
     best = max(range(2), key=lambda i: (scores[i], -i))
