@@ -41,6 +41,7 @@ if rows:
                 st.info("No training history (foreign weights or an imported checkpoint).")
             else:
                 st.plotly_chart(history_figure(meta.history, title=""), key=S.CKPT_HISTORY)
+            history.mechanism(meta)
     if chosen:
         if st.session_state[S.PENDING_DELETE] != chosen:
             if st.button(f"Delete {chosen}", key=S.CKPT_DELETE):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import streamlit as st
+
 from asl_core.checkpoint import CheckpointMeta
+from asl_core.report.figures import mechanism_figure
 
 
 def summary(meta: CheckpointMeta) -> dict[str, Any]:
@@ -15,7 +18,29 @@ def summary(meta: CheckpointMeta) -> dict[str, Any]:
         "method": meta.method, "architecture": meta.arch, "classes": list(meta.class_names),
         "input shape": list(meta.input_shape), "dataset": meta.dataset, "layers (ASLoss weights)": meta.layers,
         "hyperparameters": meta.hyperparams, "best epoch": meta.best_epoch, "metrics": metrics,
-        "parents": meta.parents, "created": meta.created, "content hash": meta.content_hash[:16],
+        "parents": meta.parents, "diagnostics": meta.diagnostics, "created": meta.created,
+        "content hash": meta.content_hash[:16],
         "versions": meta.versions, "source": meta.source,
     }
 
+
+
+def mechanism(meta: CheckpointMeta) -> None:
+    """Did the method's mechanism fire? Warnings first (loud), then the figures per epoch."""
+    for warning in meta.warnings:
+        st.error(f"**{warning}**", icon="⚠️")
+    diag = meta.diagnostics or {}
+    fig = mechanism_figure(meta.history, meta.class_names)
+    if fig is None:
+        return
+    st.subheader("Mechanism")
+    parts = []
+    if "confusing_set_mean" in diag:
+        parts.append(f"mean |S| {diag['confusing_set_mean']:.2f} over training, |S| = 1 for "
+                     f"{diag['confusing_set_singleton_fraction']:.0%} of samples")
+    if "teacher_train_accuracy" in diag:
+        mode = (meta.parents or {}).get("teacher_mode", "live")
+        parts.append(f"the teacher ({mode}) was right on {diag['teacher_train_accuracy']:.0%} of the training batches' samples")
+    if parts:
+        st.caption("; ".join(parts) + ". A teacher that is always right gives |S| = 1: ClonalNet then learns nothing from it.")
+    st.plotly_chart(fig, key=f"ckpt_mechanism_{meta.content_hash[:12]}")
