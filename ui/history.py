@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from asl_core.checkpoint import CheckpointMeta
-from asl_core.report.figures import mechanism_figure
+from asl_core.report.figures import confusing_set_figure, pair_count_figure
 
 
 def summary(meta: CheckpointMeta) -> dict[str, Any]:
@@ -30,8 +30,8 @@ def mechanism(meta: CheckpointMeta) -> None:
     for warning in meta.warnings:
         st.error(f"**{warning}**", icon="⚠️")
     diag = meta.diagnostics or {}
-    fig = mechanism_figure(meta.history, meta.class_names)
-    if fig is None:
+    figures = [f for f in (confusing_set_figure(meta.history), pair_count_figure(meta.history, meta.class_names)) if f]
+    if not figures:
         return
     st.subheader("Mechanism")
     parts = []
@@ -43,4 +43,5 @@ def mechanism(meta: CheckpointMeta) -> None:
         parts.append(f"the teacher ({mode}) was right on {diag['teacher_train_accuracy']:.0%} of the training batches' samples")
     if parts:
         st.caption("; ".join(parts) + ". A teacher that is always right gives |S| = 1: ClonalNet then learns nothing from it.")
-    st.plotly_chart(fig, key=f"ckpt_mechanism_{meta.content_hash[:12]}")
+    for i, (col, fig) in enumerate(zip(st.columns(len(figures)), figures)):
+        col.plotly_chart(fig, key=f"ckpt_mechanism_{i}_{meta.content_hash[:12]}")

@@ -160,46 +160,41 @@ def history_figure(history: Sequence[dict[str, Any]], title: str = "training his
     return fig
 
 
-def mechanism_figure(history: Sequence[dict[str, Any]], class_names: Sequence[str]) -> go.Figure | None:
-    """Whether a method's mechanism fired, per epoch: ClonalNet's confusing-set sizes (the share of
-    samples with each |S|, and the teacher's accuracy on the training batches) and the same-class
-    pairs each class had (what ASLoss's aggregation term sees). ``None`` when nothing was logged."""
-    from plotly.subplots import make_subplots
-
-    epochs = [row["epoch"] for row in history]
-    hists = [row.get("confusing_set_hist") for row in history]
-    pairs = [row.get("same_class_pairs") for row in history]
-    has_sets, has_pairs = any(h for h in hists), any(p for p in pairs)
-    if not (has_sets or has_pairs):
+def confusing_set_figure(history: Sequence[dict[str, Any]]) -> go.Figure | None:
+    """ClonalNet's mechanism per epoch: the share of training samples whose confusing set S has
+    each size (|S| = 1: the teacher said nothing beyond the label), and the teacher's accuracy on
+    the training batches. ``None`` when the run logged no confusing sets."""
+    rows = [row for row in history if row.get("confusing_set_hist")]
+    if not rows:
         return None
-    titles = (["confusing set |S| per training sample (share)"] if has_sets else []) + \
-             (["same-class pairs per batch epoch, per class (log)"] if has_pairs else [])
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.12)
-    col = 1
-    if has_sets:
-        sizes = np.array([h for h in hists if h], dtype=float)
-        shares = sizes / sizes.sum(axis=1, keepdims=True)
-        rows_epochs = [e for e, h in zip(epochs, hists) if h]
-        for size in range(1, shares.shape[1]):
-            if shares[:, size].max() > 0:
-                fig.add_bar(x=rows_epochs, y=shares[:, size], name=f"|S| = {size}", legendgroup="sets",
-                            marker_color=_class_color(size - 1), row=1, col=col)
-        accs = [row.get("teacher_train_accuracy") for row in history if row.get("confusing_set_hist")]
-        if any(a is not None for a in accs):
-            fig.add_scatter(x=rows_epochs, y=accs, name="teacher's train accuracy", mode="lines+markers",
-                            line={"color": "black", "dash": "dot"}, row=1, col=col)
-        fig.update_layout(barmode="stack")
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
-        fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=col)
-        col += 1
-    if has_pairs:
-        counts = np.array([p for p in pairs if p], dtype=float)
-        rows_epochs = [e for e, p in zip(epochs, pairs) if p]
-        for c in range(counts.shape[1]):
-            name = class_names[c] if c < len(class_names) else str(c)
-            fig.add_scatter(x=rows_epochs, y=np.maximum(counts[:, c], 0.5), name=f"class {name}", mode="lines",
-                            line={"color": _class_color(c)}, legendgroup="pairs", row=1, col=col)
-        fig.update_yaxes(type="log", title_text="ordered pairs (0 drawn at 0.5)", row=1, col=col)
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
-    fig.update_layout(height=380, margin={"t": 60, "l": 50, "r": 20, "b": 40}, legend={"orientation": "v"})
+    epochs = [row["epoch"] for row in rows]
+    sizes = np.array([row["confusing_set_hist"] for row in rows], dtype=float)
+    shares = sizes / np.maximum(sizes.sum(axis=1, keepdims=True), 1)
+    fig = go.Figure()
+    for size in range(1, shares.shape[1]):
+        if shares[:, size].max() > 0:
+            fig.add_bar(x=epochs, y=shares[:, size], name=f"|S| = {size}", marker_color=_class_color(size - 1))
+    accs = [row.get("teacher_train_accuracy") for row in rows]
+    if any(a is not None for a in accs):
+        fig.add_scatter(x=epochs, y=accs, name="teacher right", mode="lines+markers", line={"color": "black", "dash": "dot"})
+    fig.update_layout(barmode="stack", title="Confusing set size per training sample", height=360,
+                      margin={"t": 50, "l": 50, "r": 10, "b": 40}, legend={"traceorder": "reversed"},
+                      xaxis_title="epoch", yaxis={"range": [0, 1], "tickformat": ".0%", "title": "share of samples"})
+    return fig
+
+
+def pair_count_figure(history: Sequence[dict[str, Any]], class_names: Sequence[str]) -> go.Figure | None:
+    """Ordered same-class pairs each class had per epoch: what ASLoss's aggregation term could see
+    (a class with 0 never pulls together). Log axis; 0 is drawn at 0.5."""
+    rows = [row for row in history if row.get("same_class_pairs")]
+    if not rows:
+        return None
+    epochs = [row["epoch"] for row in rows]
+    counts = np.array([row["same_class_pairs"] for row in rows], dtype=float)
+    fig = go.Figure()
+    for c in range(counts.shape[1]):
+        name = class_names[c] if c < len(class_names) else str(c)
+        fig.add_scatter(x=epochs, y=np.maximum(counts[:, c], 0.5), name=str(name), mode="lines", line={"color": _class_color(c)})
+    fig.update_layout(title="Same-class pairs per epoch, per class", height=360, margin={"t": 50, "l": 60, "r": 10, "b": 40},
+                      legend={"title": "class"}, xaxis_title="epoch", yaxis={"type": "log", "title": "ordered pairs"})
     return fig

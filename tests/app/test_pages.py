@@ -38,7 +38,7 @@ def test_home_lists_library(app_env):
 
 
 def test_checkpoints_table_and_history(app_env):
-    at = run("pages/01_Checkpoints.py")
+    at = run("app_pages/01_Checkpoints.py")
     table = at.dataframe[0].value
     assert set(table["method"]) == {"baseline", "asloss", "clonal"}
     assert table["test accuracy"].notna().all()
@@ -52,7 +52,7 @@ def test_delete_asks_first(app_env, tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "copy.safetensors").write_bytes((app_env / "baseline.safetensors").read_bytes())
     monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
-    at = run("pages/01_Checkpoints.py")
+    at = run("app_pages/01_Checkpoints.py")
     at.button(key=S.CKPT_DELETE).click().run()
     assert (folder / "copy.safetensors").exists()
     assert "Delete copy.safetensors from the library?" in texts(at)
@@ -131,7 +131,7 @@ def test_upload_refuses_pickled_code_and_size(app_env, tmp_path):
 
 
 def test_explore_runs_and_switches(app_env):
-    at = run("pages/02_Explore.py")
+    at = run("app_pages/02_Explore.py")
     assert len(at.get("plotly_chart")) == 2  # scatter + confusion
     assert [m.label for m in at.metric][0].startswith("silhouette")
     assert at.subheader[0].value == "Selection: 0 sample(s)"
@@ -146,7 +146,7 @@ def test_explore_runs_and_switches(app_env):
 
 
 def test_compare_defaults_and_downloads(app_env):
-    at = run("pages/03_Compare.py")
+    at = run("app_pages/03_Compare.py")
     assert at.multiselect(key=S.CMP_MODELS).value == ["baseline.safetensors", "asloss.safetensors", "clonal.safetensors"]
     heads = [s.value for s in at.subheader]
     assert {"asloss vs baseline", "clonal vs baseline", "Highlighted samples: none"} <= set(heads)
@@ -166,7 +166,7 @@ def test_compare_defaults_and_downloads(app_env):
 
 
 def test_compare_needs_two(app_env):
-    at = run("pages/03_Compare.py")
+    at = run("app_pages/03_Compare.py")
     at.multiselect(key=S.CMP_MODELS).set_value(["baseline.safetensors"]).run()
     assert not at.exception
     assert "Pick 2 or 3 models." in texts(at)
@@ -185,13 +185,13 @@ def test_compare_refuses_different_datasets(app_env, tmp_path, monkeypatch):
     save_checkpoint(base.model, base.meta, folder / "baseline")
     save_checkpoint(base.model, other, folder / "asloss")
     monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
-    at = run("pages/03_Compare.py")
+    at = run("app_pages/03_Compare.py")
     assert any("different data" in e.value for e in at.error)
 
 
 def test_empty_library_is_a_message(tmp_path, monkeypatch):
     monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(tmp_path / "none"))
-    for page in ("app.py", "pages/01_Checkpoints.py", "pages/02_Explore.py", "pages/03_Compare.py"):
+    for page in ("app.py", "app_pages/01_Checkpoints.py", "app_pages/02_Explore.py", "app_pages/03_Compare.py"):
         at = run(page)
         assert at.info, page
 
@@ -209,7 +209,7 @@ def _upload(at: AppTest, name: str, data: bytes, **form) -> AppTest:
 def test_upload_form_messages(app_env, tmp_path, monkeypatch):
     folder = tmp_path / "lib"
     monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
-    at = run("pages/01_Checkpoints.py")
+    at = run("app_pages/01_Checkpoints.py")
     _upload(at, "w.ckpt", _lightning_bytes(app_env), arch="digits_cnn", classes=7)
     assert not at.exception
     assert any("fc.weight (10, 64) vs (7, 64)" in e.value for e in at.error), [e.value for e in at.error]

@@ -51,7 +51,7 @@ def test_every_hostile_upload_is_a_message_in_the_app(app_library, tmp_path, mon
     from asl_core.checkpoint import load_checkpoint
 
     state = load_checkpoint(lib / "baseline.safetensors").model.state_dict()
-    at = AppTest.from_file(str(ROOT / "pages" / "01_Checkpoints.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "01_Checkpoints.py"), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception
     problems = []
@@ -110,7 +110,7 @@ def test_eight_sessions_at_once(app_library, tmp_path, monkeypatch, tally):
 
     def session(i: int, model: str, layer: str) -> None:
         try:
-            at = AppTest.from_file(str(ROOT / "pages" / "02_Explore.py"), default_timeout=TIMEOUT)
+            at = AppTest.from_file(str(ROOT / "app_pages" / "02_Explore.py"), default_timeout=TIMEOUT)
             at.run()
             at.selectbox(key=S.EXP_MODEL).set_value(model).run()
             at.selectbox(key=S.EXP_LAYER).set_value(layer).run()

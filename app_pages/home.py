@@ -27,6 +27,6 @@ else:
     st.info("The library is empty. Train the demo models with `make checkpoints`, or upload one on the Checkpoints page.")
 
 st.subheader("Pages")
-st.page_link("pages/01_Checkpoints.py", label="Checkpoints: the library, training history, upload and delete")
-st.page_link("pages/02_Explore.py", label="Explore: one model's projection, selections, confusion and layer separability")
-st.page_link("pages/03_Compare.py", label="Compare: 2-3 models side by side, linked selections, deltas, McNemar, downloads")
+st.page_link("app_pages/01_Checkpoints.py", label="Checkpoints: the library, training history, upload and delete")
+st.page_link("app_pages/02_Explore.py", label="Explore: one model's projection, selections, confusion and layer separability")
+st.page_link("app_pages/03_Compare.py", label="Compare: 2-3 models side by side, linked selections, deltas, McNemar, downloads")
