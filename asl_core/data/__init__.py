@@ -2,6 +2,7 @@
 
 from asl_core.data.datasets import (EMBEDDED_SOURCES, IMAGE_EXTENSIONS, PRESETS, SOURCES, DatasetSpec, Split, Splits, build_splits, corrupt,
                                     get_spec, long_tail_counts, normalize)
+from asl_core.data.roots import KnownDataset, known_datasets, resolve_dataset
 
 __all__ = ["EMBEDDED_SOURCES", "IMAGE_EXTENSIONS", "PRESETS", "SOURCES", "DatasetSpec", "Split", "Splits", "build_splits", "corrupt", "get_spec",
-           "long_tail_counts", "normalize"]
+           "long_tail_counts", "normalize", "KnownDataset", "known_datasets", "resolve_dataset"]
