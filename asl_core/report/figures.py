@@ -136,28 +136,80 @@ def layer_metrics_figure(table: Sequence[dict[str, Any]], metrics: Sequence[str]
     return fig
 
 
+# per-layer ASLoss terms: one colour per layer, one dash per term, so that every line differs
+_LAYER_COLORS = qualitative.Dark24
+_TERM_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+_SCORE_COLORS = qualitative.Set1
+_LOSS_COLORS = qualitative.D3
+
+
 def history_figure(history: Sequence[dict[str, Any]], title: str = "training history") -> go.Figure:
-    """Lines per epoch: every ``train_*``/``val_*`` term of ``meta.history`` (losses on the left
-    axis, accuracies/F1 on the right) and per-layer ASLoss terms ``layers.{name}.{agg,sep,scope,as}``."""
+    """The training history in one panel per kind of term, each on its own y axis, sharing the
+    epoch axis: the objective's terms (``train_*`` losses and ``val_loss``), the scores
+    (accuracies and F1, 0..1) and, when logged, the per-layer ASLoss terms
+    (``layers.{name}.{agg,sep,scope,as}``; a log axis when they are all positive, since they span
+    decades). Each panel has its legend beside it, so no legend covers a title."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     keys = list(dict.fromkeys(k for row in history for k, v in row.items()
                               if k.startswith(("train_", "val_")) and isinstance(v, (int, float))))
-    for k in keys:
-        score = k.endswith(("accuracy", "f1"))
-        fig.add_trace(go.Scatter(x=epochs, y=[row.get(k) for row in history], name=k, mode="lines+markers",
-                                 line={"dash": "dot" if score else "solid"}), secondary_y=score)
+    scores = [k for k in keys if k.endswith(("accuracy", "f1"))]
+    losses = [k for k in keys if k not in scores]
     layer_terms = list(dict.fromkeys((n, t) for row in history for n, terms in (row.get("layers") or {}).items()
                                      for t in terms))
-    for name, term in layer_terms:
-        fig.add_trace(go.Scatter(x=epochs, y=[(row.get("layers") or {}).get(name, {}).get(term) for row in history],
-                                 name=f"{name}.{term}", mode="lines", line={"width": 1}), secondary_y=False)
-    fig.update_layout(title=title, xaxis_title="epoch", template="plotly_white", margin={"l": 10, "r": 10, "t": 64, "b": 10})
-    fig.update_yaxes(title_text="loss", secondary_y=False)
-    fig.update_yaxes(title_text="accuracy / F1", secondary_y=True, range=[0, 1])
+    panels = [(name, items) for name, items in (("loss terms", losses), ("accuracy / F1", scores),
+                                                 ("ASLoss terms per layer", layer_terms)) if items]
+    if not panels:
+        panels = [("loss terms", [])]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=[name for name, _ in panels])
+    for row, (panel, items) in enumerate(panels, start=1):
+        legend = "legend" if row == 1 else f"legend{row}"
+        if panel == "ASLoss terms per layer":
+            layers = list(dict.fromkeys(n for n, _ in items))
+            terms = list(dict.fromkeys(t for _, t in items))
+            values: list[float] = []
+            for name, term in items:
+                y = [(r.get("layers") or {}).get(name, {}).get(term) for r in history]
+                values += [v for v in y if isinstance(v, (int, float))]
+                fig.add_trace(go.Scatter(x=epochs, y=y, name=f"{name}.{term}", mode="lines", legend=legend,
+                                         line={"width": 1.6, "color": _LAYER_COLORS[layers.index(name) % len(_LAYER_COLORS)],
+                                               "dash": _TERM_DASHES[terms.index(term) % len(_TERM_DASHES)]}),
+                              row=row, col=1)
+            log = bool(values) and min(values) > 0
+            fig.update_yaxes(type="log" if log else "linear", tickformat="~g", row=row, col=1,
+                             title_text="value (log)" if log else "value")
+        else:
+            palette = _SCORE_COLORS if panel == "accuracy / F1" else _LOSS_COLORS
+            for i, k in enumerate(items):
+                fig.add_trace(go.Scatter(x=epochs, y=[r.get(k) for r in history], name=k, mode="lines+markers",
+                                         marker={"size": 4}, legend=legend,
+                                         line={"color": palette[i % len(palette)], "dash": "dot" if k.startswith("val_") else "solid"}),
+                              row=row, col=1)
+            if panel == "accuracy / F1":
+                fig.update_yaxes(range=[0, 1.02], dtick=0.2, tickformat=".1f", row=row, col=1)
+            else:
+                fig.update_yaxes(tickformat="~g", nticks=6, rangemode="tozero", row=row, col=1)
+    # one legend per panel, to the right of it, top-aligned with the panel (not over the titles)
+    layout: dict[str, Any] = {}
+    for row in range(1, len(panels) + 1):
+        top = fig.layout[f"yaxis{'' if row == 1 else row}"].domain[1]
+        layout["legend" if row == 1 else f"legend{row}"] = {"x": 1.01, "xanchor": "left", "y": top, "yanchor": "top",
+                                                             "font": {"size": 11}, "tracegroupgap": 2}
+    fig.update_layout(**layout, title=title or None, template="plotly_white", height=240 * len(panels) + 60,
+                      margin={"l": 10, "r": 10, "t": 70 if title else 30, "b": 10})
+    fig.update_xaxes(tickformat="d", title_text="epoch", row=len(panels), col=1)
+    fig.update_xaxes(tickformat="d", dtick=_nice_step(len(epochs)))
     return fig
+
+
+def _nice_step(n: int, most: int = 10) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50 ... that puts at most ``most`` ticks on ``n`` epochs."""
+    step = 1
+    while n / step > most:
+        step = step * 5 // 2 if str(step)[0] == "2" else step * 2
+    return step
 
 
 def confusing_set_figure(history: Sequence[dict[str, Any]]) -> go.Figure | None:
