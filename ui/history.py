@@ -60,5 +60,5 @@ def mechanism(meta: CheckpointMeta) -> None:
         parts.append(f"the teacher ({mode}) was right on {diag['teacher_train_accuracy']:.0%} of the training batches' samples")
     if parts:
         st.caption("; ".join(parts) + ". A teacher that is always right gives |S| = 1: ClonalNet then learns nothing from it.")
-    for i, (col, fig) in enumerate(zip(st.columns(len(figures)), figures)):
-        col.plotly_chart(fig, key=f"ckpt_mechanism_{i}_{meta.content_hash[:12]}")
+    for i, fig in enumerate(figures):  # one under the other: side by side in this column they were too narrow to read
+        st.plotly_chart(fig, key=f"ckpt_mechanism_{i}_{meta.content_hash[:12]}")

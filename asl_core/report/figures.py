@@ -136,10 +136,12 @@ def layer_metrics_figure(table: Sequence[dict[str, Any]], metrics: Sequence[str]
     return fig
 
 
-# per-layer ASLoss terms: one colour per layer, one dash per term, so that every line differs
+# per-layer ASLoss terms: a colour per line and a dash per term (agg, sep, ...), so that every line differs
 _LAYER_COLORS = qualitative.Dark24
 _TERM_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 _SCORE_COLORS = qualitative.Set1
+LAYER_TERMS_LOG = "ASLoss terms per layer (log axis)"
+LAYER_TERMS_SIGNED = "ASLoss terms per layer that can be negative"
 _LOSS_COLORS = qualitative.D3
 
 
@@ -147,8 +149,9 @@ def history_figure(history: Sequence[dict[str, Any]], title: str = "training his
     """The training history in one panel per kind of term, each on its own y axis, sharing the
     epoch axis: the objective's terms (``train_*`` losses and ``val_loss``), the scores
     (accuracies and F1, 0..1) and, when logged, the per-layer ASLoss terms
-    (``layers.{name}.{agg,sep,scope,as}``; a log axis when they are all positive, since they span
-    decades). Each panel has its legend beside it, so no legend covers a title."""
+    (``layers.{name}.{agg,sep,scope,as}``): those always positive on a log axis (they span
+    decades: a scope of 80 next to an aggregation of 0.1), the signed ones (the combined ``as``)
+    on a linear axis of their own. Each panel has its legend beside it, so no legend covers a title."""
     from plotly.subplots import make_subplots
 
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
@@ -158,28 +161,31 @@ def history_figure(history: Sequence[dict[str, Any]], title: str = "training his
     losses = [k for k in keys if k not in scores]
     layer_terms = list(dict.fromkeys((n, t) for row in history for n, terms in (row.get("layers") or {}).items()
                                      for t in terms))
+
+    def layer_values(name: str, term: str) -> list:
+        return [(r.get("layers") or {}).get(name, {}).get(term) for r in history]
+
+    positive = [item for item in layer_terms
+                if all(v > 0 for v in layer_values(*item) if isinstance(v, (int, float)))
+                and any(isinstance(v, (int, float)) for v in layer_values(*item))]
+    signed = [item for item in layer_terms if item not in positive]
     panels = [(name, items) for name, items in (("loss terms", losses), ("accuracy / F1", scores),
-                                                 ("ASLoss terms per layer", layer_terms)) if items]
+                                                 (LAYER_TERMS_LOG, positive), (LAYER_TERMS_SIGNED, signed)) if items]
     if not panels:
         panels = [("loss terms", [])]
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=[name for name, _ in panels])
     for row, (panel, items) in enumerate(panels, start=1):
         legend = "legend" if row == 1 else f"legend{row}"
-        if panel == "ASLoss terms per layer":
-            layers = list(dict.fromkeys(n for n, _ in items))
-            terms = list(dict.fromkeys(t for _, t in items))
-            values: list[float] = []
+        if panel in (LAYER_TERMS_LOG, LAYER_TERMS_SIGNED):
             for name, term in items:
-                y = [(r.get("layers") or {}).get(name, {}).get(term) for r in history]
-                values += [v for v in y if isinstance(v, (int, float))]
-                fig.add_trace(go.Scatter(x=epochs, y=y, name=f"{name}.{term}", mode="lines", legend=legend,
-                                         line={"width": 1.6, "color": _LAYER_COLORS[layers.index(name) % len(_LAYER_COLORS)],
-                                               "dash": _TERM_DASHES[terms.index(term) % len(_TERM_DASHES)]}),
+                k = layer_terms.index((name, term))  # the same line keeps its style in either panel
+                fig.add_trace(go.Scatter(x=epochs, y=layer_values(name, term), name=f"{name}.{term}", mode="lines",
+                                         legend=legend, line={"width": 1.6, "color": _LAYER_COLORS[k % len(_LAYER_COLORS)],
+                                                              "dash": _TERM_DASHES[k % len(_TERM_DASHES)]}),
                               row=row, col=1)
-            log = bool(values) and min(values) > 0
-            fig.update_yaxes(type="log" if log else "linear", tickformat="~g", row=row, col=1,
-                             title_text="value (log)" if log else "value")
+            log = panel == LAYER_TERMS_LOG
+            fig.update_yaxes(type="log" if log else "linear", tickformat="~g", row=row, col=1, nticks=None if log else 6)
         else:
             palette = _SCORE_COLORS if panel == "accuracy / F1" else _LOSS_COLORS
             for i, k in enumerate(items):
@@ -231,7 +237,8 @@ def confusing_set_figure(history: Sequence[dict[str, Any]]) -> go.Figure | None:
         fig.add_scatter(x=epochs, y=accs, name="teacher right", mode="lines+markers", line={"color": "black", "dash": "dot"})
     fig.update_layout(barmode="stack", title="Confusing set size per training sample", height=360,
                       margin={"t": 50, "l": 50, "r": 10, "b": 40}, legend={"traceorder": "reversed"},
-                      xaxis_title="epoch", yaxis={"range": [0, 1], "tickformat": ".0%", "title": "share of samples"})
+                      xaxis={"title": "epoch", "tickformat": "d", "dtick": _nice_step(len(epochs))},
+                      yaxis={"range": [0, 1], "tickformat": ".0%", "title": "share of samples"})
     return fig
 
 
@@ -248,5 +255,6 @@ def pair_count_figure(history: Sequence[dict[str, Any]], class_names: Sequence[s
         name = class_names[c] if c < len(class_names) else str(c)
         fig.add_scatter(x=epochs, y=np.maximum(counts[:, c], 0.5), name=str(name), mode="lines", line={"color": _class_color(c)})
     fig.update_layout(title="Same-class pairs per epoch, per class", height=360, margin={"t": 50, "l": 60, "r": 10, "b": 40},
-                      legend={"title": "class"}, xaxis_title="epoch", yaxis={"type": "log", "title": "ordered pairs"})
+                      legend={"title": "class"}, xaxis={"title": "epoch", "tickformat": "d", "dtick": _nice_step(len(epochs))},
+                      yaxis={"type": "log", "title": "ordered pairs", "dtick": 1, "tickformat": "~s"})  # ticks at 1, 10, 100
     return fig
