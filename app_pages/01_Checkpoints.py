@@ -87,8 +87,9 @@ with st.form("upload_form", clear_on_submit=False):
     repeat_gray = d1.checkbox("Repeat the grayscale channel for 3-channel weights", value=True, key=S.CKPT_UPLOAD_REPEAT_GRAY,
                               help="An RGB model (e.g. a torchvision ResNet) on grayscale data sees the one channel "
                                    "three times; the checkpoint's metadata records it (channel_repeat = 3).")
-    image_size = d2.number_input("Image side (folders, torchvision files)", min_value=8, max_value=512, value=32, step=4,
-                                 key=S.CKPT_UPLOAD_IMAGE_SIZE, help="Presets keep their own size.")
+    image_size = d2.number_input("Image side (px)", min_value=8, max_value=512, value=32, step=4,
+                                 key=S.CKPT_UPLOAD_IMAGE_SIZE,
+                                 help="Image folders and torchvision files are resized to this; presets keep their own size.")
     submitted = st.form_submit_button("Validate and add", key=S.CKPT_UPLOAD_SUBMIT)
 roots = len(settings.data_roots)
 st.caption(f"{len(choices)} dataset(s) to choose from: {len(choices) - len(library.preset_names())} found under "
