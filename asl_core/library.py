@@ -37,7 +37,7 @@ from asl_core.checkpoint import (
     read_metadata,
     serialize,
 )
-from asl_core.data import PRESETS, DatasetSpec, known_datasets, resolve_dataset
+from asl_core.data import PRESETS, DatasetSpec, check_root_allowed, known_datasets, resolve_dataset
 from asl_core.errors import CheckpointError, UserError, cli_entry
 from asl_core.settings import get_settings
 
@@ -199,6 +199,8 @@ def import_checkpoint(
     else:
         ck = validate_file(Path(source), filename, arch, num_classes, dataset, limit, repeat_gray=repeat_gray,
                            image_size=image_size)
+    if ck.meta.dataset:  # never let a file make the server read data outside the allowed folders
+        check_root_allowed(DatasetSpec.from_dict(ck.meta.dataset), get_settings().data_roots)
     wanted = safe_name(name or filename)
     folder.mkdir(parents=True, exist_ok=True)
     stem = wanted if overwrite else _free_name(folder, wanted)

@@ -165,3 +165,18 @@ def resolve_dataset(key: str, roots: Sequence[Path] = (), *, image_size: int | N
     hint = (" or a dataset under the allowed roots (asl-lens library datasets lists them)" if roots
             else "; other data needs an operator to allow its folder in ASL_LENS_DATA_ROOTS")
     raise DataError(f"unknown dataset {key!r}: choose a preset ({allowed}){hint}")
+
+
+def check_root_allowed(spec: DatasetSpec, roots: Sequence[Path]) -> None:
+    """Refuse a spec whose files lie outside the allowed roots. A checkpoint from elsewhere
+    carries its dataset's path; building that dataset would read whatever the path names, so
+    only paths under ``ASL_LENS_DATA_ROOTS`` are accepted (embedded sources have none)."""
+    if spec.root is None:
+        return
+    try:
+        path = Path(spec.root).expanduser().resolve()
+    except (OSError, RuntimeError):
+        path = None
+    if path is None or not any(path == root or root in path.parents for root in (Path(r).resolve() for r in roots)):
+        raise DataError(f"the checkpoint's dataset {spec.name!r} reads files at {spec.root!r}, which is not under a folder "
+                        "this server allows (ASL_LENS_DATA_ROOTS)")

@@ -69,3 +69,26 @@ def test_foreign_weights_evaluated_on_an_allowed_image_folder(tmp_path, monkeypa
     # the folder is read in the model's channel count (grayscale for this 1-channel model), at the asked size
     assert meta.dataset["source"] == "folder" and meta.dataset["channels"] == 1 and meta.input_shape == (1, 8, 8)
     assert meta.class_names == ("cat", "dog") and meta.channel_repeat == 1 and meta.metrics["test"]["n"] == 2
+
+
+def test_a_checkpoint_naming_data_outside_the_roots_is_refused(tmp_path, monkeypatch):
+    import dataclasses
+
+    from asl_core.checkpoint import CheckpointMeta, save_checkpoint
+    from asl_core.data import DatasetSpec, get_spec
+
+    root = tmp_path / "data"
+    pets = _image_folder(root / "pets")
+    model = build_model("digits_cnn", 2, in_channels=1)
+    meta = CheckpointMeta(arch="digits_cnn", num_classes=2, class_names=("cat", "dog"), input_shape=(1, 8, 8),
+                          mean=(0.5,), std=(0.25,), dataset=DatasetSpec(source="folder", root="/etc", name="x").to_dict())
+    evil = save_checkpoint(model, meta, tmp_path / "evil")
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(root))
+    with pytest.raises(DataError, match="'/etc', which is not under a folder this server allows"):
+        library.import_checkpoint(evil, evil.name, tmp_path / "lib")
+    inside = save_checkpoint(model, dataclasses.replace(meta, dataset=DatasetSpec(source="folder", root=str(pets),
+                                                                                   name="pets").to_dict()), tmp_path / "ok")
+    assert library.import_checkpoint(inside, inside.name, tmp_path / "lib").path.exists()
+    # embedded presets need no root
+    preset = save_checkpoint(model, dataclasses.replace(meta, dataset=get_spec("digits").to_dict()), tmp_path / "p")
+    assert library.import_checkpoint(preset, "p.safetensors", tmp_path / "lib", allow_duplicate=True).path.exists()
