@@ -8,7 +8,7 @@ import streamlit as st
 
 from asl_core.report.figures import history_figure
 from asl_core.models import ARCHITECTURES
-from ui import history, library, page, widgets
+from ui import history, library, page
 from ui import state as S
 from ui.errors import attempt
 
