@@ -54,10 +54,20 @@ def _layer_labels(content_hash: str, input_shape: tuple[int, int, int], _model) 
         return layer_labels(_model, input_shape)
 
 
-def layer_format_func(ckpt: LoadedCheckpoint):
+def layer_format_func(*ckpts: LoadedCheckpoint):
     """A ``format_func`` for a layer selectbox: ``embedding.1 · ReLU · 64`` (name, kind, feature
-    width), computed once per checkpoint; a name it does not know is shown as it is.
+    width), computed once per checkpoint; a name it does not know is shown as it is. Given several
+    checkpoints (Compare), parts that differ are joined: ``embedding.1 · Linear · 64/32``.
 
-        st.selectbox("Layer", layers, format_func=widgets.layer_format_func(model), key=...)"""
-    labels = _layer_labels(ckpt.meta.content_hash, tuple(ckpt.meta.input_shape), ckpt.model)
-    return lambda name: labels.get(name, name)
+        st.selectbox("Layer", layers, format_func=widgets.layer_format_func(model), key=...)
+        st.selectbox("Layer (all models)", layers, format_func=widgets.layer_format_func(*models), key=...)"""
+    per_model = [_layer_labels(c.meta.content_hash, tuple(c.meta.input_shape), c.model) for c in ckpts]
+
+    def label(name: str) -> str:
+        parts = [labels[name].split(" · ")[1:] for labels in per_model if name in labels]
+        if not parts:
+            return name
+        columns = [list(dict.fromkeys(p[i] for p in parts if i < len(p))) for i in range(max(map(len, parts)))]
+        return " · ".join([name, *("/".join(c) for c in columns)])
+
+    return label

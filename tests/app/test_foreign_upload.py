@@ -66,3 +66,18 @@ def test_torchvision_resnet18_on_a_grayscale_preset_opens_in_explore(app_env, re
     caption = "\n".join(c.value for c in explore.caption)
     assert "r18: foreign, resnet18" in caption and "500 samples" in caption
     assert len(explore.get("plotly_chart")) >= 2
+
+
+def test_layer_format_func_joins_what_differs(app_env):
+    from asl_core.checkpoint import LoadedCheckpoint
+    from asl_core.models import build_model
+    from ui import widgets
+
+    base = load_checkpoint(app_env / "baseline.safetensors")
+    small = LoadedCheckpoint(model=build_model("digits_cnn_small", 10, in_channels=1),
+                             meta=base.meta.__class__(**{**base.meta.to_dict(), "arch": "digits_cnn_small",
+                                                         "content_hash": "small"}))
+    one = widgets.layer_format_func(base)
+    assert one("embedding.1") == "embedding.1 · Linear · 64" and one("nope") == "nope"
+    both = widgets.layer_format_func(base, small)
+    assert both("embedding.1") == "embedding.1 · Linear · 64/32" and both("fc") == "fc · Linear · 10"
