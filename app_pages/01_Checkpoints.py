@@ -27,6 +27,7 @@ if rows:
                  column_order=columns + (["problem"] if any(r["problem"] for r in rows) else []))
     files = [r["file"] for r in rows]
     chosen = st.selectbox("Checkpoint", files, key=S.CKPT_SELECT)
+    S.show_flash(S.FLASH_DELETE)
     meta = dict(entries)[folder / chosen] if chosen else None
     if isinstance(meta, str):
         st.error(f"{chosen}: {meta}")
@@ -35,6 +36,7 @@ if rows:
         with left:
             st.subheader(meta.name or chosen)
             st.json(history.summary(meta), expanded=1)
+            history.layers(folder / chosen)
         with right:
             st.subheader("Training history")
             if not meta.history:
@@ -52,13 +54,14 @@ if rows:
             yes, no = st.columns(2)
             if yes.button("Yes, delete", key=S.CKPT_DELETE_CONFIRM, type="primary"):
                 if attempt(library.delete_checkpoint, folder, chosen) is not None or not (folder / chosen).exists():
-                    S.flash("success", f"Deleted {chosen}.")
+                    S.flash("success", f"Deleted {chosen}.", S.FLASH_DELETE)
                 st.session_state[S.PENDING_DELETE] = None
                 st.rerun()
             if no.button("Cancel", key=S.CKPT_DELETE_CANCEL):
                 st.session_state[S.PENDING_DELETE] = None
                 st.rerun()
 else:
+    S.show_flash(S.FLASH_DELETE)  # the last one was just deleted
     st.info("No checkpoints yet: train the demo ones with `make checkpoints`, or upload one below.")
 
 st.divider()
@@ -74,14 +77,35 @@ with st.form("upload_form", clear_on_submit=False):
     arch = c2.selectbox("Architecture (foreign files)", list(ARCHITECTURES), key=S.CKPT_UPLOAD_ARCH)
     classes = c3.number_input("Classes (foreign files)", min_value=2, max_value=100000, value=10, step=1,
                               key=S.CKPT_UPLOAD_CLASSES)
-    dataset = c4.selectbox("Dataset (foreign files)", library.preset_names(), key=S.CKPT_UPLOAD_DATASET)
+    choices = library.dataset_choices(settings.data_roots)
+    dataset = c4.selectbox("Dataset (foreign files)", list(choices), key=S.CKPT_UPLOAD_DATASET,
+                           format_func=lambda key: choices[key].label if key in choices else key,
+                           help="The weights are evaluated on it and Explore/Compare show it. Besides the presets: "
+                                "image folders and MNIST/Fashion-MNIST/CIFAR-10 files under the folders the server's "
+                                "operator allows (ASL_LENS_DATA_ROOTS).")
+    d1, d2, _ = st.columns([2, 1, 1])
+    repeat_gray = d1.checkbox("Repeat the grayscale channel for 3-channel weights", value=True, key=S.CKPT_UPLOAD_REPEAT_GRAY,
+                              help="An RGB model (e.g. a torchvision ResNet) on grayscale data sees the one channel "
+                                   "three times; the checkpoint's metadata records it (channel_repeat = 3).")
+    image_size = d2.number_input("Image side (px)", min_value=8, max_value=512, value=32, step=4,
+                                 key=S.CKPT_UPLOAD_IMAGE_SIZE,
+                                 help="Image folders and torchvision files are resized to this; presets keep their own size.")
     submitted = st.form_submit_button("Validate and add", key=S.CKPT_UPLOAD_SUBMIT)
+roots = len(settings.data_roots)
+st.caption(f"{len(choices)} dataset(s) to choose from: {len(choices) - len(library.preset_names())} found under "
+           f"{roots} allowed folder(s)" if roots else
+           "Datasets: the presets. An operator can offer image folders and torchvision files by listing their folders "
+           "in `ASL_LENS_DATA_ROOTS`.")
+# messages about the upload appear here, under the form that caused them
 if submitted:
     if upload is None:
         st.error("Choose a file first.")
     else:
-        result = attempt(library.import_upload, upload.getvalue(), upload.name, folder, name=name, arch=arch,
-                         num_classes=int(classes), dataset=dataset, max_bytes=settings.max_upload_bytes)
+        with st.spinner("Validating, and evaluating foreign weights on the chosen dataset..."):
+            result = attempt(library.import_upload, upload.getvalue(), upload.name, folder, name=name, arch=arch,
+                             num_classes=int(classes), dataset=dataset, max_bytes=settings.max_upload_bytes,
+                             repeat_gray=bool(repeat_gray), image_size=int(image_size))
         if result is not None:
-            S.flash("warning" if result.renamed else "success", result.message)
+            S.flash("warning" if result.renamed else "success", result.message, S.FLASH_UPLOAD)
             st.rerun()
+S.show_flash(S.FLASH_UPLOAD)

@@ -55,6 +55,9 @@ class CheckpointMeta:
     method: str = "baseline"
     name: str = ""
     small_input: bool = False
+    # 3: the data is grayscale and its one channel is repeated to feed a 3-channel model (foreign
+    # RGB weights on a grayscale dataset); ``input_shape``, ``mean`` and ``std`` are the model's (3)
+    channel_repeat: int = 1
     dataset: dict[str, Any] | None = None
     hyperparams: dict[str, Any] = field(default_factory=dict)
     layers: dict[str, float] = field(default_factory=dict)
@@ -74,7 +77,13 @@ class CheckpointMeta:
 
     @property
     def in_channels(self) -> int:
+        """Channels the model takes."""
         return int(self.input_shape[0])
+
+    @property
+    def data_channels(self) -> int:
+        """Channels of the data the model is evaluated on (1 when the channel is repeated)."""
+        return self.in_channels // self.channel_repeat if self.channel_repeat in (1, 3) else self.in_channels
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,6 +107,7 @@ class CheckpointMeta:
                 mean=tuple(float(v) for v in meta.mean),
                 std=tuple(float(v) for v in meta.std),
                 num_classes=int(meta.num_classes),
+                channel_repeat=int(meta.channel_repeat),
                 warnings=tuple(str(w) for w in meta.warnings),
             )
         except (TypeError, ValueError) as exc:
@@ -117,6 +127,10 @@ class CheckpointMeta:
             problems.append(f"input shape {self.input_shape} is not [C, H, W] with C 1 or 3")
         elif len(self.mean) != self.input_shape[0] or len(self.std) != self.input_shape[0]:
             problems.append("normalisation mean/std do not match the channel count")
+        if self.channel_repeat not in (1, 3):
+            problems.append(f"channel repeat must be 1 or 3, got {self.channel_repeat!r}")
+        elif self.channel_repeat == 3 and self.input_shape[:1] != (3,):
+            problems.append("a repeated grayscale channel needs a 3-channel model")
         if not all(math.isfinite(v) for v in self.mean + self.std) or min(self.std, default=1) <= 0:
             problems.append("normalisation has a non-finite mean or a non-positive std")
         if self.method not in (*method_names(), FOREIGN_METHOD):
@@ -149,6 +163,8 @@ def content_hash(state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> s
     h = hashlib.sha256()
     ident = {"arch": meta.arch, "num_classes": meta.num_classes, "small_input": meta.small_input,
              "input_shape": list(meta.input_shape), "mean": list(meta.mean), "std": list(meta.std)}
+    if meta.channel_repeat != 1:  # only when set, so that every earlier checkpoint keeps its hash
+        ident["channel_repeat"] = meta.channel_repeat
     h.update(json.dumps(ident, sort_keys=True).encode())
     for k in sorted(state_dict):
         t = state_dict[k]

@@ -6,8 +6,9 @@ the architecture, converted to our format and written atomically under a sanitis
 Nothing in the library changes unless the whole import succeeds.
 
     asl-lens library list [--folder checkpoints]
-    asl-lens library import FILE [--arch resnet18 --num-classes 10 --dataset digits --name NAME]
+    asl-lens library import FILE [--arch resnet18 --num-classes 10 --dataset digits --repeat-gray --name NAME]
     asl-lens library check FILE [--arch ... --num-classes ...]
+    asl-lens library datasets          (the presets and what ASL_LENS_DATA_ROOTS holds)
     asl-lens library delete NAME
 """
 
@@ -33,9 +34,10 @@ from asl_core.checkpoint import (
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
+    read_metadata,
     serialize,
 )
-from asl_core.data import PRESETS, DatasetSpec, get_spec
+from asl_core.data import PRESETS, DatasetSpec, check_root_allowed, known_datasets, resolve_dataset
 from asl_core.errors import CheckpointError, UserError, cli_entry
 from asl_core.settings import get_settings
 
@@ -66,6 +68,15 @@ def safe_name(raw: str) -> str:
     return base
 
 
+class DuplicateCheckpointError(CheckpointError):
+    """The library already holds a checkpoint with the same content hash (same weights, same
+    input handling); ``existing`` is its path."""
+
+    def __init__(self, message: str, existing: Path):
+        super().__init__(message)
+        self.existing = existing
+
+
 @dataclass(frozen=True)
 class ImportResult:
     path: Path
@@ -80,20 +91,31 @@ def _check_suffix(filename: str) -> None:
 
 def validate_file(
     path: Path, filename: str | None = None, arch: str | None = None, num_classes: int | None = None,
-    dataset: str | DatasetSpec | None = None, max_bytes: int | None = None,
+    dataset: str | DatasetSpec | None = None, max_bytes: int | None = None, *, repeat_gray: bool = False,
+    image_size: int | None = None,
 ) -> LoadedCheckpoint:
     """Load and validate an untrusted file without touching the library. Foreign weights
-    get ``arch``/``num_classes``/``dataset`` from the caller (the upload form)."""
+    get ``arch``/``num_classes``/``dataset`` from the caller (the upload form). ``dataset`` is a
+    spec or the key of a dataset the server knows (:func:`asl_core.data.known_datasets`: a preset,
+    or one found under ``ASL_LENS_DATA_ROOTS``). ``repeat_gray`` lets a 3-channel model run on
+    grayscale data by repeating the channel (recorded as ``meta.channel_repeat``); ``image_size``
+    is the side image folders and torchvision files are resized to."""
     _check_suffix(filename or path.name)
     ck = load_checkpoint(path, arch=arch, num_classes=num_classes, max_bytes=max_bytes or max_upload_bytes())
     if ck.meta.source == "foreign" and dataset is not None:
-        spec = dataset if isinstance(dataset, DatasetSpec) else get_spec(dataset)
-        meta = _with_dataset(ck.meta, spec, ck.model)
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_for(dataset, ck.meta, image_size)
+        meta = _with_dataset(ck.meta, spec, ck.model, repeat_gray)
         ck = LoadedCheckpoint(model=ck.model, meta=meta, path=ck.path)
     return ck
 
 
-def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec, model) -> CheckpointMeta:
+def dataset_for(key: str, meta: CheckpointMeta, image_size: int | None = None) -> DatasetSpec:
+    """A known dataset by key, read as the weights need it: an image folder in the model's
+    channel count (RGB for a 3-channel model)."""
+    return resolve_dataset(key, get_settings().data_roots, image_size=image_size, channels=meta.in_channels)
+
+
+def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec, model, repeat_gray: bool = False) -> CheckpointMeta:
     """Attach a dataset to foreign weights: class names, input shape and normalisation
     come from that dataset's training split, and the weights are evaluated on its
     validation and test splits so the library can show their figures."""
@@ -105,13 +127,36 @@ def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec, model) -> CheckpointM
     splits = build_splits(spec)
     if splits.num_classes != meta.num_classes:
         raise CheckpointError(f"the weights have {meta.num_classes} classes; dataset {spec.name!r} has {splits.num_classes}")
-    if splits.input_shape[0] != meta.in_channels:
-        raise CheckpointError(f"the weights take {meta.in_channels}-channel images; dataset {spec.name!r} has {splits.input_shape[0]}")
+    data_channels, (_, height, width) = splits.input_shape[0], splits.input_shape
+    mean, std, repeat = splits.mean, splits.std, 1
+    if data_channels != meta.in_channels:
+        if data_channels == 1 and meta.in_channels == 3 and repeat_gray:
+            mean, std, repeat = mean * 3, std * 3, 3
+        elif data_channels == 1 and meta.in_channels == 3:
+            raise CheckpointError(f"the weights take 3-channel images; dataset {spec.name!r} is grayscale: allow repeating "
+                                  "its channel ('Repeat the grayscale channel' in the form, --repeat-gray on the CLI)")
+        else:
+            raise CheckpointError(f"the weights take {meta.in_channels}-channel images; dataset {spec.name!r} has {data_channels}")
     meta = dataclasses.replace(meta, dataset=spec.to_dict(), class_names=splits.class_names,
-                               input_shape=splits.input_shape, mean=splits.mean, std=splits.std)
+                               input_shape=(meta.in_channels, height, width), mean=mean, std=std, channel_repeat=repeat)
     cpu = torch.device("cpu")
-    metrics = {name: evaluate(model, splits.split(name), meta.mean, meta.std, cpu, meta.num_classes) for name in ("val", "test")}
+    metrics = {name: evaluate(model, splits.split(name), meta.mean, meta.std, cpu, meta.num_classes,
+                              channel_repeat=meta.channel_repeat) for name in ("val", "test")}
     return dataclasses.replace(meta, metrics=metrics)
+
+
+def find_duplicate(folder: Path, content_hash: str) -> Path | None:
+    """The library file whose metadata carries ``content_hash`` (headers only; unreadable files
+    are skipped: they are listed with their problem elsewhere)."""
+    if not content_hash:
+        return None
+    for path in list_checkpoints(folder):
+        try:
+            if read_metadata(path).content_hash == content_hash:
+                return path
+        except CheckpointError:
+            continue
+    return None
 
 
 def _free_name(folder: Path, stem: str) -> str:
@@ -127,14 +172,17 @@ def _free_name(folder: Path, stem: str) -> str:
 def import_checkpoint(
     source: Path | bytes, filename: str, folder: Path | None = None, name: str | None = None,
     arch: str | None = None, num_classes: int | None = None, dataset: str | DatasetSpec | None = None,
-    overwrite: bool = False, max_bytes: int | None = None,
+    overwrite: bool = False, max_bytes: int | None = None, *, repeat_gray: bool = False,
+    image_size: int | None = None, allow_duplicate: bool = False,
 ) -> ImportResult:
     """Validate an untrusted checkpoint and add it to the library in our format.
 
     ``source`` is a path or the uploaded bytes; ``filename`` is the name it came with (only
     its extension and a sanitised stem are used). An existing name is never overwritten
     silently: without ``overwrite`` the new file gets a ``-2``, ``-3`` ... suffix, which
-    the result reports."""
+    the result reports. Weights already in the library (same content hash) raise
+    :class:`DuplicateCheckpointError` naming the file, unless ``allow_duplicate``.
+    ``dataset``, ``repeat_gray`` and ``image_size``: see :func:`validate_file`."""
     folder = Path(folder or default_folder())
     limit = max_bytes or max_upload_bytes()
     _check_suffix(filename)
@@ -146,9 +194,13 @@ def import_checkpoint(
         with tempfile.TemporaryDirectory(prefix="asl-upload-") as tmp:
             tmp_path = Path(tmp) / f"upload{suffix}"
             tmp_path.write_bytes(bytes(source))
-            ck = validate_file(tmp_path, filename, arch, num_classes, dataset, limit)
+            ck = validate_file(tmp_path, filename, arch, num_classes, dataset, limit, repeat_gray=repeat_gray,
+                               image_size=image_size)
     else:
-        ck = validate_file(Path(source), filename, arch, num_classes, dataset, limit)
+        ck = validate_file(Path(source), filename, arch, num_classes, dataset, limit, repeat_gray=repeat_gray,
+                           image_size=image_size)
+    if ck.meta.dataset:  # never let a file make the server read data outside the allowed folders
+        check_root_allowed(DatasetSpec.from_dict(ck.meta.dataset), get_settings().data_roots)
     wanted = safe_name(name or filename)
     folder.mkdir(parents=True, exist_ok=True)
     stem = wanted if overwrite else _free_name(folder, wanted)
@@ -158,6 +210,10 @@ def import_checkpoint(
     # serialize() fills in the hash, versions and time; the saved file need not be read back
     data, meta = serialize(ck.model, meta)
     path = checkpoint_path(folder / stem)
+    twin = None if allow_duplicate else find_duplicate(folder, meta.content_hash)
+    if twin is not None and not (overwrite and twin.name == path.name):
+        raise DuplicateCheckpointError(f"the library already holds these weights as {twin.name} (same content hash "
+                                       f"{meta.content_hash[:12]}); nothing was added", twin)
     atomic_write_bytes(path, data)
     renamed = (name or filename) if stem != (name or Path(filename).stem) else None
     return ImportResult(path=path, meta=meta, renamed_from=renamed)
@@ -188,10 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("file", type=Path)
         q.add_argument("--arch", help="architecture of foreign weights (resnet18, digits_cnn, ...)")
         q.add_argument("--num-classes", type=int)
-        q.add_argument("--dataset", choices=tuple(PRESETS), help="dataset preset the foreign weights were trained on")
+        q.add_argument("--dataset", help=f"dataset to evaluate foreign weights on: a preset ({', '.join(PRESETS)}) or a "
+                                         "key from `asl-lens library datasets`")
+        q.add_argument("--repeat-gray", action="store_true",
+                       help="feed a grayscale dataset to a 3-channel model by repeating the channel (recorded in the metadata)")
+        q.add_argument("--image-size", type=int, help="side image folders and torchvision files are resized to")
         if cmd == "import":
             q.add_argument("--name", help="name in the library (default: the file name, sanitised)")
             q.add_argument("--overwrite", action="store_true")
+            q.add_argument("--allow-duplicate", action="store_true",
+                           help="add the weights even when the library holds the same content hash")
+    sub.add_parser("datasets", help="list the datasets foreign weights can be evaluated on")
     q = sub.add_parser("delete", help="delete a checkpoint from the library")
     q.add_argument("name")
     args = p.parse_args(argv)
@@ -205,17 +268,23 @@ def main(argv: list[str] | None = None) -> int:
             except CheckpointError as exc:
                 print(f"{path.stem:<24} unreadable: {exc}")
         return 0
+    if args.command == "datasets":
+        for known in known_datasets(get_settings().data_roots):
+            print(f"{known.key:<40} {known.label}")
+        return 0
     if args.command == "delete":
         print(f"deleted {delete_checkpoint(args.name, folder)}")
         return 0
     if not args.file.is_file():
         raise UserError(f"file not found: {args.file}")
     if args.command == "check":
-        ck = validate_file(args.file, args.file.name, args.arch, args.num_classes, args.dataset)
+        ck = validate_file(args.file, args.file.name, args.arch, args.num_classes, args.dataset,
+                           repeat_gray=args.repeat_gray, image_size=args.image_size)
         print(f"ok: {ck.meta.arch}, {ck.meta.num_classes} classes, method {ck.meta.method}, hash {ck.meta.content_hash[:12]}")
         return 0
     result = import_checkpoint(args.file, args.file.name, folder, name=args.name, arch=args.arch, num_classes=args.num_classes,
-                               dataset=args.dataset, overwrite=args.overwrite)
+                               dataset=args.dataset, overwrite=args.overwrite, repeat_gray=args.repeat_gray,
+                               image_size=args.image_size, allow_duplicate=args.allow_duplicate)
     note = f" (the name {result.renamed_from!r} was taken or unsafe)" if result.renamed_from else ""
     print(f"imported {result.path}{note}")
     return 0

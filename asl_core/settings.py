@@ -21,6 +21,7 @@ CHECKPOINTS_ENV = "ASL_LENS_CHECKPOINTS"
 CACHE_ENV = "ASL_LENS_CACHE"
 MAX_UPLOAD_ENV = "ASL_LENS_MAX_UPLOAD_MB"
 THREADS_ENV = "ASL_LENS_THREADS"
+DATA_ROOTS_ENV = "ASL_LENS_DATA_ROOTS"
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
 
@@ -29,12 +30,15 @@ DEFAULT_MAX_UPLOAD_MB = 200.0
 class Settings:
     """``checkpoints_dir``: the library the app lists; ``cache_dir``: the engine's disk cache;
     ``max_upload_mb``: the largest file the library accepts; ``threads``: BLAS/torch threads per
-    process (``None``: :func:`asl_core.runtime.default_threads` decides)."""
+    process (``None``: :func:`asl_core.runtime.default_threads` decides); ``data_roots``: folders an
+    operator allows foreign uploads to be evaluated on (image folders and torchvision files found
+    under them are offered by name; the browser never sends a path)."""
 
     checkpoints_dir: Path
     cache_dir: Path
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     threads: int | None = None
+    data_roots: tuple[Path, ...] = ()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -48,6 +52,7 @@ class Settings:
             cache_dir=_path(env, CACHE_ENV, REPO_ROOT / ".cache"),
             max_upload_mb=_positive_float(env, MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB),
             threads=_positive_int(env, THREADS_ENV),
+            data_roots=_folders(env, DATA_ROOTS_ENV),
         )
 
 
@@ -86,3 +91,17 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     if value < 1:
         raise SettingsError(f"{name}={raw!r} must be >= 1")
     return value
+
+
+def _folders(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
+    """``os.pathsep``-separated existing folders, resolved (symlinks followed) and deduplicated."""
+    raw = env.get(name, "").strip()
+    folders: list[Path] = []
+    for part in filter(None, (p.strip() for p in raw.split(os.pathsep))):
+        path = Path(part).expanduser()
+        if not path.is_dir():
+            raise SettingsError(f"{name}: {part!r} is not an existing folder")
+        resolved = path.resolve()
+        if resolved not in folders:
+            folders.append(resolved)
+    return tuple(folders)

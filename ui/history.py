@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from asl_core.checkpoint import CheckpointMeta
+from asl_core.errors import UserError
+from asl_core.models import list_layers
 from asl_core.report.figures import confusing_set_figure, pair_count_figure
+from ui import library, widgets
 
 
 def summary(meta: CheckpointMeta) -> dict[str, Any]:
@@ -16,13 +20,26 @@ def summary(meta: CheckpointMeta) -> dict[str, Any]:
                for split in ("val", "test") if split in (meta.metrics or {})}
     return {
         "method": meta.method, "architecture": meta.arch, "classes": list(meta.class_names),
-        "input shape": list(meta.input_shape), "dataset": meta.dataset, "layers (ASLoss weights)": meta.layers,
+        "input shape": list(meta.input_shape),
+        **({"channel repeat": f"grayscale data, channel repeated {meta.channel_repeat}x"} if meta.channel_repeat > 1 else {}),
+        "dataset": meta.dataset, "layers (ASLoss weights)": meta.layers,
         "hyperparameters": meta.hyperparams, "best epoch": meta.best_epoch, "metrics": metrics,
         "parents": meta.parents, "diagnostics": meta.diagnostics, "created": meta.created,
         "content hash": meta.content_hash[:16],
         "versions": meta.versions, "source": meta.source,
     }
 
+
+def layers(path: Path) -> None:
+    """The layers a person can pick on Explore/Compare, with kind and feature width."""
+    with st.expander("Layers (name · kind · feature width)"):
+        try:
+            ckpt = library.load_model(path)
+        except UserError as exc:
+            st.error(str(exc))
+            return
+        label = widgets.layer_format_func(ckpt)
+        st.markdown("\n".join(f"- `{label(name)}`" for name in list_layers(ckpt.model)))
 
 
 def mechanism(meta: CheckpointMeta) -> None:
@@ -43,5 +60,5 @@ def mechanism(meta: CheckpointMeta) -> None:
         parts.append(f"the teacher ({mode}) was right on {diag['teacher_train_accuracy']:.0%} of the training batches' samples")
     if parts:
         st.caption("; ".join(parts) + ". A teacher that is always right gives |S| = 1: ClonalNet then learns nothing from it.")
-    for i, (col, fig) in enumerate(zip(st.columns(len(figures)), figures)):
-        col.plotly_chart(fig, key=f"ckpt_mechanism_{i}_{meta.content_hash[:12]}")
+    for i, fig in enumerate(figures):  # one under the other: side by side in this column they were too narrow to read
+        st.plotly_chart(fig, key=f"ckpt_mechanism_{i}_{meta.content_hash[:12]}")

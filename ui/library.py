@@ -18,7 +18,7 @@ from asl_core.demo import DEMO_COMPARISON
 from asl_core.checkpoint import (CHECKPOINT_SUFFIX, CheckpointMeta, LoadedCheckpoint, list_checkpoints, load_checkpoint,
                                  read_metadata)
 from asl_core.engine.analysis import splits_for
-from asl_core.data import PRESETS, DatasetSpec, Split
+from asl_core.data import PRESETS, DatasetSpec, KnownDataset, Split, known_datasets
 from asl_core.errors import CheckpointError, NotOurCheckpointError, UserError
 
 UPLOAD_SUFFIXES = core_library.ACCEPTED_SUFFIXES
@@ -115,18 +115,25 @@ class UploadOutcome:
 
 
 def import_upload(data: bytes, file_name: str, folder: Path, *, name: str = "", arch: str | None = None,
-                  num_classes: int | None = None, dataset: str | None = None, max_bytes: int) -> UploadOutcome:
+                  num_classes: int | None = None, dataset: str | None = None, max_bytes: int, repeat_gray: bool = False,
+                  image_size: int | None = None) -> UploadOutcome:
     """Add an uploaded file through ``asl_core.library.import_checkpoint``. The form's
-    architecture, class count and dataset apply to foreign weights only: our own checkpoints
-    carry them, so they are tried without first."""
+    architecture, class count and dataset (a key of :func:`dataset_choices`, never a path)
+    apply to foreign weights only: our own checkpoints carry them, so they are tried without
+    first. Weights already in the library are refused with the name they are under."""
     kwargs = dict(folder=folder, name=name or None, max_bytes=max_bytes)
     try:
         result = core_library.import_checkpoint(data, file_name, **kwargs)
         kind = "checkpoint validated"
     except NotOurCheckpointError:
         result = core_library.import_checkpoint(data, file_name, arch=arch, num_classes=num_classes, dataset=dataset,
-                                                **kwargs)
+                                                repeat_gray=repeat_gray, image_size=image_size, **kwargs)
         kind = f"foreign weights validated as {arch} with {num_classes} classes and converted"
+        if result.meta.dataset:
+            test = (result.meta.metrics or {}).get("test", {})
+            kind += f"; on {result.meta.dataset.get('name')} test accuracy {test.get('accuracy', float('nan')):.3f}"
+        if result.meta.channel_repeat > 1:
+            kind += f" (its grayscale channel repeated {result.meta.channel_repeat}x for the 3-channel model)"
     note = ""
     if result.renamed_from:
         note = f" (the name {result.renamed_from!r} was taken or unsafe, so it is saved as {result.path.stem})"
@@ -155,3 +162,9 @@ def default_comparison(files: list[str], asked: str | None = None) -> list[str]:
 
 def preset_names() -> list[str]:
     return list(PRESETS)
+
+
+def dataset_choices(roots: tuple[Path, ...]) -> dict[str, KnownDataset]:
+    """The datasets the upload form offers, by key: the presets, then what the operator's
+    ``ASL_LENS_DATA_ROOTS`` hold (listed afresh on each run: a folder added is seen at once)."""
+    return {known.key: known for known in known_datasets(roots)}

@@ -10,7 +10,7 @@ import streamlit as st
 
 # --- plain session state
 PENDING_DELETE = "pending_delete"          # checkpoint file name awaiting confirmation
-FLASH = "flash"                            # (kind, message) shown once after a rerun
+FLASH = "flash"                            # (kind, message, slot) shown once after a rerun
 
 DEFAULTS: dict[str, Any] = {PENDING_DELETE: None, FLASH: None}
 
@@ -23,6 +23,10 @@ CKPT_UPLOAD_CLASSES = "ckpt_upload_classes"
 CKPT_UPLOAD_DATASET = "ckpt_upload_dataset"
 CKPT_UPLOAD_NAME = "ckpt_upload_name"
 CKPT_UPLOAD_SUBMIT = "ckpt_upload_submit"
+CKPT_UPLOAD_REPEAT_GRAY = "ckpt_upload_repeat_gray"
+CKPT_UPLOAD_IMAGE_SIZE = "ckpt_upload_image_size"
+FLASH_UPLOAD = "upload"                    # flash slots: where a message shows, next to what caused it
+FLASH_DELETE = "delete"
 CKPT_DELETE = "ckpt_delete"
 CKPT_DELETE_CONFIRM = "ckpt_delete_confirm"
 CKPT_DELETE_CANCEL = "ckpt_delete_cancel"
@@ -78,14 +82,18 @@ def init_state() -> None:
             st.session_state[key] = value
 
 
-def flash(kind: str, message: str) -> None:
-    """Keep a message across the rerun that follows an action."""
-    st.session_state[FLASH] = (kind, message)
+def flash(kind: str, message: str, slot: str = "") -> None:
+    """Keep a message across the rerun that follows an action; ``slot`` names the place on the
+    page it belongs (next to the form or button that caused it), ``""`` the top."""
+    st.session_state[FLASH] = (kind, message, slot)
 
 
-def show_flash() -> None:
+def show_flash(slot: str = "") -> None:
+    """Show the pending message if it belongs to ``slot`` (call it where that message should appear)."""
     item = st.session_state.get(FLASH)
     if item:
-        kind, message = item
+        kind, message, *rest = item
+        if (rest[0] if rest else "") != slot:
+            return
         getattr(st, kind, st.info)(message)
         st.session_state[FLASH] = None

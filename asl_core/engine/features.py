@@ -108,10 +108,11 @@ def extract_features(
     ``LayerError`` (a ``ValueError``) that lists the valid names. The model's train/eval mode
     and device are restored afterwards."""
     meta = ckpt.meta
-    if tuple(split.x.shape[1:2]) != tuple(meta.input_shape[:1]):
-        raise UserError(f"the model expects {meta.input_shape[0]} input channels; the data has {split.x.shape[1]}")
+    if split.x.shape[1] != meta.data_channels:
+        raise UserError(f"the model expects {meta.data_channels}-channel data; the data has {split.x.shape[1]}")
     return run_model(ckpt.model, split, meta.mean, meta.std, layers, device=device, batch_size=batch_size, amp=amp,
-                     channels_last=channels_last, progress=progress, split_name=split_name, forward=forward)
+                     channels_last=channels_last, progress=progress, split_name=split_name, forward=forward,
+                     channel_repeat=meta.channel_repeat)
 
 
 def run_model(
@@ -127,13 +128,19 @@ def run_model(
     progress: Callable[[int, int], None] | None = None,
     split_name: str = "",
     forward: Forward | None = None,
+    channel_repeat: int = 1,
 ) -> Features:
     """The one inference loop: ``model`` over ``split`` normalised with ``mean``/``std``. Used by
-    :func:`extract_features` (a checkpoint) and by training's evaluation (a model in training)."""
+    :func:`extract_features` (a checkpoint) and by training's evaluation (a model in training).
+    ``channel_repeat`` 3 repeats a grayscale split's channel for a 3-channel model (``mean``/``std``
+    then have 3 values)."""
     if amp not in (None, "bf16", "fp16"):
         raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if channel_repeat not in (1, 3) or (channel_repeat == 3 and split.x.shape[1] != 1):
+        raise ValueError(f"channel_repeat 3 needs 1-channel data and 1 keeps it; got {channel_repeat!r} for "
+                         f"{split.x.shape[1]}-channel data")
     layers = list(dict.fromkeys(layers))  # unique, in order
     resolve_layers(model, layers)  # fail on unknown names before any work
     dev = pick_device(device)
@@ -142,7 +149,7 @@ def run_model(
         raise UserError("the split is empty")
     with model_lock(model):
         buffers, bs, notes = _run_batches(model, split, layers, mean, std, dev, batch_size, amp, channels_last,
-                                          progress, forward or _default_forward)
+                                          progress, forward or _default_forward, channel_repeat)
     return Features(
         layers={name: buffers[f"layer:{name}"].numpy().astype(np.float32, copy=False) for name in layers},
         logits=buffers["logits"].numpy(),
@@ -159,10 +166,10 @@ def run_model(
 
 
 def evaluate(model: nn.Module, split: Split, mean: tuple[float, ...], std: tuple[float, ...],
-             device: str | torch.device, num_classes: int, batch_size: int = 512) -> dict:
+             device: str | torch.device, num_classes: int, batch_size: int = 512, channel_repeat: int = 1) -> dict:
     """Classification metrics of ``model`` on ``split`` plus its mean cross-entropy (``loss``),
     through the same loop as extraction. The model's mode and device are restored."""
-    feats = run_model(model, split, mean, std, (), device=device, batch_size=batch_size)
+    feats = run_model(model, split, mean, std, (), device=device, batch_size=batch_size, channel_repeat=channel_repeat)
     metrics = classification_metrics(feats.labels, feats.preds, num_classes)
     metrics["loss"] = float(torch.nn.functional.cross_entropy(torch.from_numpy(feats.logits), split.y))
     return metrics
@@ -180,6 +187,7 @@ def _run_batches(
     channels_last: bool,
     progress: Callable[[int, int], None] | None,
     forward: Forward,
+    channel_repeat: int = 1,
 ) -> tuple[dict[str, torch.Tensor], int, list[str]]:
     """The batch loop. Returns host buffers (``layer:NAME`` ``[N, D]``, ``logits``, ``conf``,
     ``pred``), the batch size finally used and one note per out-of-memory retry."""
@@ -204,7 +212,10 @@ def _run_batches(
                 xb = split.x[start : start + bs]
                 if on_cuda:
                     xb = xb.pin_memory().to(dev, non_blocking=True)
-                xb = xb.to(dev, torch.float32).sub(shift).div_(scale)
+                xb = xb.to(dev, torch.float32)
+                if channel_repeat > 1:  # a view; the subtraction below makes the new tensor
+                    xb = xb.expand(-1, channel_repeat, -1, -1)
+                xb = xb.sub(shift).div_(scale)
                 if use_cl:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 tap.outputs.clear()

@@ -2,7 +2,9 @@
 
 from asl_core.models.architectures import (ARCHITECTURES, ArchInfo, DigitsCNN, MnistCNN, build_model, count_parameters,
                                            embedding_layer, paper_layers)
-from asl_core.models.layers import LayerTap, list_layers, pool_features, resolve_layers
+from asl_core.models.layers import (LayerTap, describe_layer, layer_labels, layer_widths, list_layers, pool_features,
+                                    resolve_layers)
 
 __all__ = ["ARCHITECTURES", "ArchInfo", "DigitsCNN", "LayerTap", "MnistCNN", "build_model", "count_parameters", "embedding_layer",
-           "list_layers", "paper_layers", "pool_features", "resolve_layers"]
+           "list_layers", "paper_layers", "pool_features", "resolve_layers", "describe_layer", "layer_labels",
+           "layer_widths"]

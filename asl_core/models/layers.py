@@ -87,3 +87,44 @@ class LayerTap:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def layer_widths(model: nn.Module, input_shape: tuple[int, int, int], layers: Iterable[str]) -> dict[str, int]:
+    """The width of each layer's extracted features (channels of a conv map, units of a linear
+    layer: the ``D`` of ``[N, D]`` after pooling), from one forward pass of a zero image of
+    ``input_shape`` ``[C, H, W]``. The model's train/eval mode is restored; no gradients."""
+    layers = list(layers)
+    was_training = model.training
+    p = next(iter(model.parameters()), None)
+    x = torch.zeros((2, *input_shape), device=p.device if p is not None else "cpu")
+    try:
+        model.eval()
+        with torch.no_grad(), LayerTap(model, layers, pool=True, detach=True) as tap:
+            model(x)
+            return {name: int(tap.outputs[name].shape[1]) for name in layers if name in tap.outputs}
+    finally:
+        model.train(was_training)
+
+
+def describe_layer(name: str, module: nn.Module, width: int | None = None) -> str:
+    """``embedding.1 · ReLU · 64``: the dotted name, the module's kind and its feature width."""
+    parts = [name, type(module).__name__]
+    if width is not None:
+        parts.append(str(width))
+    return " · ".join(parts)
+
+
+def layer_labels(model: nn.Module, input_shape: tuple[int, int, int] | None = None,
+                 layers: Iterable[str] | None = None) -> dict[str, str]:
+    """``{name: describe_layer(...)}`` for ``layers`` (default :func:`list_layers`). Widths come
+    from :func:`layer_widths` when ``input_shape`` is given and the forward pass works; a model
+    that cannot run on that shape gets labels without widths rather than an error."""
+    names = list(layers) if layers is not None else list_layers(model)
+    modules = resolve_layers(model, names)
+    widths: dict[str, int] = {}
+    if input_shape is not None:
+        try:
+            widths = layer_widths(model, tuple(input_shape), names)
+        except (RuntimeError, ValueError):  # e.g. a shape the model's stem cannot take
+            widths = {}
+    return {name: describe_layer(name, modules[name], widths.get(name)) for name in names}

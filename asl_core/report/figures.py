@@ -136,28 +136,86 @@ def layer_metrics_figure(table: Sequence[dict[str, Any]], metrics: Sequence[str]
     return fig
 
 
+# per-layer ASLoss terms: a colour per line and a dash per term (agg, sep, ...), so that every line differs
+_LAYER_COLORS = qualitative.Dark24
+_TERM_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+_SCORE_COLORS = qualitative.Set1
+LAYER_TERMS_LOG = "ASLoss terms per layer (log axis)"
+LAYER_TERMS_SIGNED = "ASLoss terms per layer that can be negative"
+_LOSS_COLORS = qualitative.D3
+
+
 def history_figure(history: Sequence[dict[str, Any]], title: str = "training history") -> go.Figure:
-    """Lines per epoch: every ``train_*``/``val_*`` term of ``meta.history`` (losses on the left
-    axis, accuracies/F1 on the right) and per-layer ASLoss terms ``layers.{name}.{agg,sep,scope,as}``."""
+    """The training history in one panel per kind of term, each on its own y axis, sharing the
+    epoch axis: the objective's terms (``train_*`` losses and ``val_loss``), the scores
+    (accuracies and F1, 0..1) and, when logged, the per-layer ASLoss terms
+    (``layers.{name}.{agg,sep,scope,as}``): those always positive on a log axis (they span
+    decades: a scope of 80 next to an aggregation of 0.1), the signed ones (the combined ``as``)
+    on a linear axis of their own. Each panel has its legend beside it, so no legend covers a title."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     keys = list(dict.fromkeys(k for row in history for k, v in row.items()
                               if k.startswith(("train_", "val_")) and isinstance(v, (int, float))))
-    for k in keys:
-        score = k.endswith(("accuracy", "f1"))
-        fig.add_trace(go.Scatter(x=epochs, y=[row.get(k) for row in history], name=k, mode="lines+markers",
-                                 line={"dash": "dot" if score else "solid"}), secondary_y=score)
+    scores = [k for k in keys if k.endswith(("accuracy", "f1"))]
+    losses = [k for k in keys if k not in scores]
     layer_terms = list(dict.fromkeys((n, t) for row in history for n, terms in (row.get("layers") or {}).items()
                                      for t in terms))
-    for name, term in layer_terms:
-        fig.add_trace(go.Scatter(x=epochs, y=[(row.get("layers") or {}).get(name, {}).get(term) for row in history],
-                                 name=f"{name}.{term}", mode="lines", line={"width": 1}), secondary_y=False)
-    fig.update_layout(title=title, xaxis_title="epoch", template="plotly_white", margin={"l": 10, "r": 10, "t": 64, "b": 10})
-    fig.update_yaxes(title_text="loss", secondary_y=False)
-    fig.update_yaxes(title_text="accuracy / F1", secondary_y=True, range=[0, 1])
+
+    def layer_values(name: str, term: str) -> list:
+        return [(r.get("layers") or {}).get(name, {}).get(term) for r in history]
+
+    positive = [item for item in layer_terms
+                if all(v > 0 for v in layer_values(*item) if isinstance(v, (int, float)))
+                and any(isinstance(v, (int, float)) for v in layer_values(*item))]
+    signed = [item for item in layer_terms if item not in positive]
+    panels = [(name, items) for name, items in (("loss terms", losses), ("accuracy / F1", scores),
+                                                 (LAYER_TERMS_LOG, positive), (LAYER_TERMS_SIGNED, signed)) if items]
+    if not panels:
+        panels = [("loss terms", [])]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=[name for name, _ in panels])
+    for row, (panel, items) in enumerate(panels, start=1):
+        legend = "legend" if row == 1 else f"legend{row}"
+        if panel in (LAYER_TERMS_LOG, LAYER_TERMS_SIGNED):
+            for name, term in items:
+                k = layer_terms.index((name, term))  # the same line keeps its style in either panel
+                fig.add_trace(go.Scatter(x=epochs, y=layer_values(name, term), name=f"{name}.{term}", mode="lines",
+                                         legend=legend, line={"width": 1.6, "color": _LAYER_COLORS[k % len(_LAYER_COLORS)],
+                                                              "dash": _TERM_DASHES[k % len(_TERM_DASHES)]}),
+                              row=row, col=1)
+            log = panel == LAYER_TERMS_LOG
+            fig.update_yaxes(type="log" if log else "linear", tickformat="~g", row=row, col=1, nticks=None if log else 6)
+        else:
+            palette = _SCORE_COLORS if panel == "accuracy / F1" else _LOSS_COLORS
+            for i, k in enumerate(items):
+                fig.add_trace(go.Scatter(x=epochs, y=[r.get(k) for r in history], name=k, mode="lines+markers",
+                                         marker={"size": 4}, legend=legend,
+                                         line={"color": palette[i % len(palette)], "dash": "dot" if k.startswith("val_") else "solid"}),
+                              row=row, col=1)
+            if panel == "accuracy / F1":
+                fig.update_yaxes(range=[0, 1.02], dtick=0.2, tickformat=".1f", row=row, col=1)
+            else:
+                fig.update_yaxes(tickformat="~g", nticks=6, rangemode="tozero", row=row, col=1)
+    # one legend per panel, to the right of it, top-aligned with the panel (not over the titles)
+    layout: dict[str, Any] = {}
+    for row in range(1, len(panels) + 1):
+        top = fig.layout[f"yaxis{'' if row == 1 else row}"].domain[1]
+        layout["legend" if row == 1 else f"legend{row}"] = {"x": 1.01, "xanchor": "left", "y": top, "yanchor": "top",
+                                                             "font": {"size": 11}, "tracegroupgap": 2}
+    fig.update_layout(**layout, title=title or None, template="plotly_white", height=240 * len(panels) + 60,
+                      margin={"l": 10, "r": 10, "t": 70 if title else 30, "b": 10})
+    fig.update_xaxes(tickformat="d", title_text="epoch", row=len(panels), col=1)
+    fig.update_xaxes(tickformat="d", dtick=_nice_step(len(epochs)))
     return fig
+
+
+def _nice_step(n: int, most: int = 10) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50 ... that puts at most ``most`` ticks on ``n`` epochs."""
+    step = 1
+    while n / step > most:
+        step = step * 5 // 2 if str(step)[0] == "2" else step * 2
+    return step
 
 
 def confusing_set_figure(history: Sequence[dict[str, Any]]) -> go.Figure | None:
@@ -179,7 +237,8 @@ def confusing_set_figure(history: Sequence[dict[str, Any]]) -> go.Figure | None:
         fig.add_scatter(x=epochs, y=accs, name="teacher right", mode="lines+markers", line={"color": "black", "dash": "dot"})
     fig.update_layout(barmode="stack", title="Confusing set size per training sample", height=360,
                       margin={"t": 50, "l": 50, "r": 10, "b": 40}, legend={"traceorder": "reversed"},
-                      xaxis_title="epoch", yaxis={"range": [0, 1], "tickformat": ".0%", "title": "share of samples"})
+                      xaxis={"title": "epoch", "tickformat": "d", "dtick": _nice_step(len(epochs))},
+                      yaxis={"range": [0, 1], "tickformat": ".0%", "title": "share of samples"})
     return fig
 
 
@@ -196,5 +255,6 @@ def pair_count_figure(history: Sequence[dict[str, Any]], class_names: Sequence[s
         name = class_names[c] if c < len(class_names) else str(c)
         fig.add_scatter(x=epochs, y=np.maximum(counts[:, c], 0.5), name=str(name), mode="lines", line={"color": _class_color(c)})
     fig.update_layout(title="Same-class pairs per epoch, per class", height=360, margin={"t": 50, "l": 60, "r": 10, "b": 40},
-                      legend={"title": "class"}, xaxis_title="epoch", yaxis={"type": "log", "title": "ordered pairs"})
+                      legend={"title": "class"}, xaxis={"title": "epoch", "tickformat": "d", "dtick": _nice_step(len(epochs))},
+                      yaxis={"type": "log", "title": "ordered pairs", "dtick": 1, "tickformat": "~s"})  # ticks at 1, 10, 100
     return fig

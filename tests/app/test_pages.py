@@ -71,11 +71,17 @@ def test_delete_asks_first(app_env, tmp_path, monkeypatch):
 def test_upload_ours_never_overwrites(app_env, tmp_path):
     data = (app_env / "baseline.safetensors").read_bytes()
     first = library.import_upload(data, "baseline.safetensors", tmp_path, max_bytes=10 * 2**20)
-    second = library.import_upload(data, "baseline.safetensors", tmp_path, max_bytes=10 * 2**20)
+    # other weights under a taken name get a suffix
+    second = library.import_upload((app_env / "clonal.safetensors").read_bytes(), "baseline.safetensors", tmp_path,
+                                   max_bytes=10 * 2**20)
     assert first.path.name == "baseline.safetensors" and not first.renamed
     assert second.path.name == "baseline-2.safetensors" and second.renamed and "saved as baseline-2" in second.message
     assert first.message.startswith("checkpoint validated")
-    assert load_checkpoint(second.path).meta.content_hash == load_checkpoint(app_env / "baseline.safetensors").meta.content_hash
+    assert load_checkpoint(second.path).meta.content_hash == load_checkpoint(app_env / "clonal.safetensors").meta.content_hash
+    # the same weights again, under any name, are reported and not added
+    with pytest.raises(library.UserError, match="already holds these weights as baseline.safetensors"):
+        library.import_upload(data, "again.safetensors", tmp_path, max_bytes=10 * 2**20)
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["baseline-2.safetensors", "baseline.safetensors"]
 
 
 def _lightning_bytes(app_env) -> bytes:
