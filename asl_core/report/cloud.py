@@ -120,23 +120,23 @@ def rasterize(coords, codes, colours: Sequence[str], width: int, height: int, ex
     def layer(mask: np.ndarray | None, dim: bool) -> tuple[np.ndarray, np.ndarray]:
         """(rgb [H*W, 3] float, counts [H*W]) of the points in ``mask`` (all when None)."""
         p = pix if mask is None else pix[mask]
-        counts = _spread(np.bincount(p, minlength=width * height).astype(np.float64), width, height, spread)
+        if dim or values is not None:
+            counts = _spread(np.bincount(p, minlength=width * height).astype(np.float64), width, height, spread)
         if dim:
-            rgb = np.broadcast_to(np.array(DIM_RGB, dtype=np.float64), (width * height, 3))
-            return rgb, counts
+            return np.broadcast_to(np.array(DIM_RGB, dtype=np.float64), (width * height, 3)), counts
         if values is not None:
             v = values if mask is None else values[mask]
             sums = _spread(np.bincount(p, weights=v, minlength=width * height), width, height, spread)
             mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-            rgb = _interp(stops, mean)
-        else:
-            c = codes if mask is None else codes[mask]
-            rgb = np.zeros((width * height, 3))
-            for k in np.unique(c):  # one pass per category present: C x N, no [N, C] matrix
-                ck = _spread(np.bincount(p[c == k], minlength=width * height).astype(np.float64), width, height, spread)
-                rgb += ck[:, None] * palette[k]
-            rgb = np.divide(rgb, counts[:, None], out=np.zeros_like(rgb), where=counts[:, None] > 0)
-        return rgb, counts
+            return _interp(stops, mean), counts
+        c = codes if mask is None else codes[mask]
+        k = int(c.max(initial=0)) + 1
+        # one pass over the points: counts per (category, pixel), then the count-weighted mean colour
+        per = np.bincount(c * (width * height) + p, minlength=k * width * height).astype(np.float32)
+        per = _spread(per, width, height, spread, planes=k).reshape(k, width * height)
+        counts = per.sum(axis=0, dtype=np.float64)
+        rgb = per.T.astype(np.float64) @ palette[:k]
+        return np.divide(rgb, counts[:, None], out=np.zeros_like(rgb), where=counts[:, None] > 0), counts
 
     def alpha(counts: np.ndarray, floor: float, top: float) -> np.ndarray:
         peak = max(float(counts.max()), 1.0)
@@ -160,12 +160,14 @@ def rasterize(coords, codes, colours: Sequence[str], width: int, height: int, ex
     return Raster(rgba.reshape(height, width, 4), raw, extent)
 
 
-def _spread(flat: np.ndarray, width: int, height: int, size: int) -> np.ndarray:
+def _spread(flat: np.ndarray, width: int, height: int, size: int, planes: int = 1) -> np.ndarray:
+    """Each point's count spread over a ``size x size`` block (the count is kept, not averaged)."""
     if size <= 1:
         return flat
     from scipy.ndimage import uniform_filter
 
-    return uniform_filter(flat.reshape(height, width), size=size, mode="constant").reshape(-1) * size * size
+    grid = flat.reshape(planes, height, width)
+    return (uniform_filter(grid, size=(1, size, size), mode="constant") * (size * size)).reshape(-1)
 
 
 def _interp(stops: np.ndarray, t: np.ndarray) -> np.ndarray:
