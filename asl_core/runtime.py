@@ -55,11 +55,16 @@ def limit_threads(n: int | None = None, role: str = "cli") -> int:
 
     from asl_core.settings import get_settings
 
+    global _budget
     n = n or get_settings().threads or default_threads(role)
     threadpool_limits(limits=n)
     torch.set_num_threads(n)
     _limit_numba(n)
+    _budget = n
     return n
+
+
+_budget: int | None = None  # what limit_threads set last in this process
 
 
 def _limit_numba(n: int) -> None:
@@ -76,5 +81,5 @@ def _limit_numba(n: int) -> None:
 
 
 def current_threads() -> int:
-    """The thread budget of this process: what :func:`limit_threads` set, else torch's default."""
-    return max(1, torch.get_num_threads())
+    """The thread budget of this process: what :func:`limit_threads` set, else torch's count."""
+    return _budget or max(1, torch.get_num_threads())

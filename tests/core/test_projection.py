@@ -160,3 +160,19 @@ def test_numba_cache_lands_under_the_engine_cache(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str(tmp_path / "numba")
     assert any(p.name.startswith("umap_.smooth_knn_dist") for p in (tmp_path / "numba").rglob("*.nbi"))
+
+
+def test_thread_budget_reaches_numba_and_is_read_back():
+    """openTSNE takes ``current_threads()``; numba (NN-descent, UMAP) follows the same budget."""
+    import numba
+    import torch
+
+    from asl_core.engine import neighbors
+    from asl_core.runtime import current_threads, limit_threads
+
+    neighbors.enable_numba_cache()  # numba imported, its pool started
+    before = torch.get_num_threads()
+    try:
+        assert limit_threads(1) == 1 and current_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        limit_threads(before)
