@@ -22,6 +22,7 @@ from pathlib import Path
 
 from asl_core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from asl_core.data import build_splits, get_spec
+from asl_core.engine.projection import warm_up as warm_up_projections
 from asl_core.errors import CheckpointError, UserError, cli_entry
 from asl_core.objectives import get_objective
 from asl_core.settings import get_settings
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder = args.folder or get_settings().checkpoints_dir
     paths = ensure_demo_checkpoints(folder, force=args.force, progress=not args.quiet)
+    warm_up_projections(progress=not args.quiet)  # the app's first UMAP then loads numba's code from disk
     print(f"demo checkpoints on {DEMO_DATASET} in {folder}:")
     print(metrics_table(paths))
     if args.serve:

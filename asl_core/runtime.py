@@ -48,13 +48,38 @@ def default_threads(role: str = "cli") -> int:
 
 
 def limit_threads(n: int | None = None, role: str = "cli") -> int:
-    """Cap torch's intra-op threads and every BLAS/OpenMP pool (threadpoolctl) for this process.
-    ``n`` defaults to ``ASL_LENS_THREADS``, else :func:`default_threads`. Returns the count."""
+    """Cap torch's intra-op threads, every BLAS/OpenMP pool (threadpoolctl) and numba's pool
+    for this process. ``n`` defaults to ``ASL_LENS_THREADS``, else :func:`default_threads`.
+    Returns the count; :func:`current_threads` reads it back (openTSNE takes it as ``n_jobs``)."""
     from threadpoolctl import threadpool_limits
 
     from asl_core.settings import get_settings
 
+    global _budget
     n = n or get_settings().threads or default_threads(role)
     threadpool_limits(limits=n)
     torch.set_num_threads(n)
+    _limit_numba(n)
+    _budget = n
     return n
+
+
+_budget: int | None = None  # what limit_threads set last in this process
+
+
+def _limit_numba(n: int) -> None:
+    """numba reads ``NUMBA_NUM_THREADS`` once, when imported; after that only ``set_num_threads``
+    (at most the pool it started with) changes it."""
+    import sys
+
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(min(n, os.cpu_count() or 1))
+        return
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def current_threads() -> int:
+    """The thread budget of this process: what :func:`limit_threads` set, else torch's count."""
+    return _budget or max(1, torch.get_num_threads())

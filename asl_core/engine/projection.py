@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asl_core.engine.neighbors import enable_numba_cache, knn_graph
+
 METHODS = ("pca", "tsne", "umap")
 ALIGNS = ("procrustes", "aligned_umap", "none")
 
@@ -26,7 +28,10 @@ ALIGNS = ("procrustes", "aligned_umap", "none")
 class ProjectionConfig:
     """Parameters of a projection. ``pca_dims``: PCA pre-reduction before t-SNE/UMAP (None: off);
     ``max_points``: cap on the projected samples (a stratified seeded sample above it);
-    ``trust_points``/``trust_k``: sample cap and neighbourhood size of the trustworthiness."""
+    ``trust_points``/``trust_k``: sample cap and neighbourhood size of the trustworthiness;
+    ``umap_epochs``: UMAP's layout epochs (None: umap-learn's 200-500 by size; 200 measured as
+    trustworthy as 500 at half the time, bench/bench_engine.py); ``tsne_iter``: t-SNE iterations
+    after the 250 exaggerated ones."""
 
     method: str = "pca"
     seed: int = 0
@@ -39,6 +44,8 @@ class ProjectionConfig:
     align: str = "procrustes"
     trust_points: int = 2000
     trust_k: int = 5
+    umap_epochs: int | None = 200
+    tsne_iter: int = 500
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -57,6 +64,9 @@ class ProjectionConfig:
             (isinstance(self.max_points, int) and self.max_points >= 10, "max_points must be an integer >= 10"),
             (isinstance(self.trust_points, int) and self.trust_points >= 10, "trust_points must be an integer >= 10"),
             (isinstance(self.trust_k, int) and self.trust_k >= 1, "trust_k must be an integer >= 1"),
+            (self.umap_epochs is None or (isinstance(self.umap_epochs, int) and self.umap_epochs >= 10),
+             "umap_epochs must be None (umap-learn's default) or an integer >= 10"),
+            (isinstance(self.tsne_iter, int) and self.tsne_iter >= 50, "tsne_iter must be an integer >= 50"),
         ]
         for ok, message in checks:
             if not ok:
@@ -151,28 +161,87 @@ def _embed(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndar
         return PCA(n_components=2, random_state=config.seed).fit_transform(Z)
     Z = _pre_reduce(Z, config)
     if config.method == "tsne":
-        from sklearn.manifold import TSNE
+        return _tsne(Z, config, notes)
+    return _fit_umap(_umap(config, n, notes), Z)
 
-        perplexity = config.perplexity
-        if perplexity >= n:
-            perplexity = max(1.0, (n - 1) / 3)
-            notes.append(f"perplexity lowered to {perplexity:.1f} for {n} samples")
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=config.seed).fit_transform(Z)
-    return _umap(config, n, notes).fit_transform(Z)
+
+def _tsne(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndarray:
+    """openTSNE on the shared k-NN graph (``k = 3 x perplexity``, as openTSNE and scikit-learn
+    choose it): Barnes-Hut below 10k points, FFT-accelerated interpolation above (openTSNE's
+    own switch), PCA initialisation, ``config.tsne_iter`` iterations after 250 exaggerated ones.
+    Several times faster than scikit-learn's Barnes-Hut at 10k points (bench/bench_engine.py)."""
+    from openTSNE import TSNE
+    from openTSNE.affinity import PerplexityBasedNN
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    n = Z.shape[0]
+    perplexity = config.perplexity
+    if 3 * perplexity >= n:
+        perplexity = max(1.0, (n - 1) / 3)
+        notes.append(f"perplexity lowered to {perplexity:.1f} for {n} samples")
+    k = min(n - 1, max(1, int(3 * perplexity)))
+    idx, dist = knn_graph(Z, k + 1)  # each row starts with the point itself, which openTSNE leaves out
+    threads = _threads()
+    neighbours = PrecomputedNeighbors(np.array(idx[:, 1:]), np.array(dist[:, 1:]))
+    with _quiet_opentsne():
+        affinities = PerplexityBasedNN(knn_index=neighbours, perplexity=perplexity, n_jobs=threads,
+                                       random_state=config.seed)
+        tsne = TSNE(n_iter=config.tsne_iter, n_jobs=threads, random_state=config.seed)
+        from openTSNE import initialization
+
+        init = initialization.pca(Z, random_state=config.seed)
+        return np.asarray(tsne.fit(affinities=affinities, initialization=init))
+
+
+def _quiet_opentsne():
+    """openTSNE logs a warning when the perplexity is lowered; ``notes`` says so already."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def quiet():
+        log = logging.getLogger("openTSNE")
+        level = log.level
+        log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            log.setLevel(level)
+
+    return quiet()
+
+
+def _threads() -> int:
+    """This process's thread budget (:mod:`asl_core.runtime`), for openTSNE's gradient."""
+    from asl_core.runtime import current_threads
+
+    return current_threads()
 
 
 def _umap(config: ProjectionConfig, n: int, notes: list[str], aligned: bool = False):
+    enable_numba_cache()  # before umap-learn is imported: its compiled code is loaded, not rebuilt
     import umap
 
     k = config.n_neighbors
     if k >= n:
         k = max(2, n - 1)
         notes.append(f"n_neighbors lowered to {k} for {n} samples")
-    params = dict(n_components=2, n_neighbors=k, min_dist=config.min_dist, random_state=config.seed)
+    params = dict(n_components=2, n_neighbors=k, min_dist=config.min_dist, random_state=config.seed,
+                  n_epochs=config.umap_epochs)
     if aligned:
         return umap.AlignedUMAP(**params)
     # a seed makes umap-learn single-threaded anyway; saying so up front keeps it quiet
     return umap.UMAP(**params, n_jobs=1)
+
+
+def _fit_umap(mapper, Z: np.ndarray) -> np.ndarray:
+    """``mapper.fit_transform(Z)`` on the shared k-NN graph (:func:`knn_graph`): a change of
+    ``min_dist``, seed or epochs does not search the neighbours again."""
+    idx, dist = knn_graph(Z, mapper.n_neighbors)
+    mapper.precomputed_knn = (np.array(idx), np.array(dist))  # copies: umap-learn writes into them
+    with warnings.catch_warnings():  # no search index is kept: transform() is never called
+        warnings.filterwarnings("ignore", message="precomputed_knn", category=UserWarning)
+        return mapper.fit_transform(Z)
 
 
 def trust(Z: np.ndarray, coords: np.ndarray, labels, config: ProjectionConfig, notes: list[str]) -> float:
@@ -262,3 +331,23 @@ def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfi
         t = trust(Z, c, labels[sample], config, nt)
         out.append(Projection(c, sample, t, "; ".join(nt), config.method, n))
     return out
+
+
+def warm_up(progress: bool = False) -> float:
+    """Compile (or load from the on-disk cache) the numba code of UMAP and NN-descent, so the
+    first projection after a server start does not pay for it. ``asl-lens demo`` calls this.
+    Returns the seconds it took (a few seconds when the cache is warm, ~20-60 s when cold)."""
+    import time
+
+    from asl_core.engine.neighbors import EXACT_BELOW, numba_cache_dir
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(300, 8)).astype(np.float32)
+    labels = rng.integers(0, 3, 300)
+    project(small, labels, ProjectionConfig(method="umap", umap_epochs=10))  # exact neighbours, layout, trust
+    knn_graph(rng.normal(size=(EXACT_BELOW + 10, 8)).astype(np.float32), 15)  # NN-descent, above the exact cutoff
+    seconds = time.perf_counter() - t0
+    if progress:
+        print(f"projection code ready in {seconds:.1f} s (numba cache: {numba_cache_dir()})", flush=True)
+    return seconds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,7 @@ def test_aligned_umap_small():
 def test_config_validation():
     X, y = blobs(n_per=10)
     for bad in (dict(method="mds"), dict(align="x"), dict(pca_dims=1), dict(perplexity=-1.0), dict(max_points=0),
+                dict(umap_epochs=3), dict(tsne_iter=0),
                 dict(method="pca", align="aligned_umap")):
         with pytest.raises(ValueError):
             ProjectionConfig(**bad)
@@ -86,3 +89,90 @@ def test_config_validation():
         project(X[:, :, None], y)
     with pytest.raises(ValueError):
         project(X, y[:5])
+
+
+# ------------------------------------------------------------------ the shared k-NN graph
+
+
+def test_knn_graph_exact_self_first_and_memoised():
+    from asl_core.engine import neighbors
+
+    neighbors.clear_memo()
+    X, _ = blobs(n_per=20)
+    X[5] = X[6]  # a duplicate may sort before the point itself; the point still comes first
+    idx, dist = neighbors.knn_graph(X, 4)
+    assert idx.shape == dist.shape == (60, 4) and idx.dtype == np.int32 and dist.dtype == np.float32
+    np.testing.assert_array_equal(idx[:, 0], np.arange(60))
+    assert (np.diff(dist, axis=1) >= -1e-6).all() and idx[5, 1] == 6 and idx[6, 1] == 5
+    brute = np.argsort(((X[:, None] - X[None]) ** 2).sum(-1), axis=1, kind="stable")[:, 1:4]
+    assert np.mean([set(a) == set(b) for a, b in zip(idx[:, 1:], brute)]) > 0.95
+    again = neighbors.knn_graph(X.copy(), 4)  # same content, another array: a hit
+    assert again[0] is idx and neighbors.memo_info()["hits"] == 1
+    neighbors.knn_graph(X + 1e-3, 4)
+    neighbors.knn_graph(X, 5)
+    assert neighbors.memo_info()["misses"] == 3
+    with pytest.raises(ValueError):
+        neighbors.knn_graph(X, 61)
+    with pytest.raises(ValueError):  # shared with the memo: nobody may write into it
+        idx[0, 0] = 1
+
+
+def test_layout_only_change_reuses_the_graph_and_stays_deterministic():
+    from asl_core.engine import neighbors
+
+    X, y = blobs(n_per=15)
+    base = ProjectionConfig(method="umap", pca_dims=5, n_neighbors=8, umap_epochs=30)
+    neighbors.clear_memo()
+    first = project(X, y, base)
+    moved = project(X, y, dataclasses.replace(base, min_dist=0.5))  # layout only: the graph is reused
+    info = neighbors.memo_info()
+    assert info["misses"] == 1 and info["hits"] == 1
+    assert not np.allclose(first.coords, moved.coords)
+    neighbors.clear_memo()  # recomputed from scratch, the same picture
+    np.testing.assert_allclose(project(X, y, dataclasses.replace(base, min_dist=0.5)).coords, moved.coords, atol=1e-4)
+    project(X, y, dataclasses.replace(base, method="tsne", perplexity=5.0, tsne_iter=60))
+    assert neighbors.memo_info()["misses"] == 2  # t-SNE wants 3 x perplexity neighbours: its own graph
+
+
+def test_tsne_lowers_perplexity_for_few_points_and_says_so():
+    X, y = blobs(n_per=5)
+    p = project(X, y, ProjectionConfig(method="tsne", perplexity=30.0, pca_dims=None, tsne_iter=60))
+    assert p.coords.shape == (15, 2) and np.isfinite(p.coords).all() and "perplexity lowered" in p.note
+
+
+def test_numba_cache_lands_under_the_engine_cache(tmp_path):
+    """In a fresh process: umap-learn's functions (compiled without cache=True) get an on-disk
+    cache under $ASL_LENS_CACHE/numba, and compiling one writes its index there."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from asl_core.engine.neighbors import enable_numba_cache\n"
+            "folder = enable_numba_cache()\n"
+            "import numpy as np, umap.umap_ as u\n"
+            "from numba.core.caching import NullCache\n"
+            "assert not isinstance(u.smooth_knn_dist._cache, NullCache)\n"
+            "u.smooth_knn_dist(np.ones((5, 3), np.float32), 3.0)\n"
+            "print(folder)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["ASL_LENS_CACHE"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == str(tmp_path / "numba")
+    assert any(p.name.startswith("umap_.smooth_knn_dist") for p in (tmp_path / "numba").rglob("*.nbi"))
+
+
+def test_thread_budget_reaches_numba_and_is_read_back():
+    """openTSNE takes ``current_threads()``; numba (NN-descent, UMAP) follows the same budget."""
+    import numba
+    import torch
+
+    from asl_core.engine import neighbors
+    from asl_core.runtime import current_threads, limit_threads
+
+    neighbors.enable_numba_cache()  # numba imported, its pool started
+    before = torch.get_num_threads()
+    try:
+        assert limit_threads(1) == 1 and current_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        limit_threads(before)
