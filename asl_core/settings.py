@@ -24,6 +24,13 @@ THREADS_ENV = "ASL_LENS_THREADS"
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
 
+# --- bounded storage and read-only mode (issue 14)
+CACHE_MAX_ENV = "ASL_LENS_CACHE_MAX_MB"
+LIBRARY_QUOTA_ENV = "ASL_LENS_LIBRARY_QUOTA_MB"
+READ_ONLY_ENV = "ASL_LENS_READ_ONLY"
+DEFAULT_CACHE_MAX_MB = 2048.0     # features of the demo models on every split are ~10 MB; 2 GB holds many models
+DEFAULT_LIBRARY_QUOTA_MB = 4096.0  # ~40 ResNet-50s; the demo library is under 1 MB
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -35,10 +42,24 @@ class Settings:
     cache_dir: Path
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     threads: int | None = None
+    # --- bounded storage and read-only mode (issue 14): ``cache_max_mb`` caps the disk cache
+    # (least recently used entries go first); ``library_quota_mb`` caps the checkpoint library's
+    # total size for imports; ``read_only`` refuses every change to the library (app and CLI).
+    cache_max_mb: float = DEFAULT_CACHE_MAX_MB
+    library_quota_mb: float = DEFAULT_LIBRARY_QUOTA_MB
+    read_only: bool = False
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def cache_max_bytes(self) -> int:
+        return int(self.cache_max_mb * 2**20)
+
+    @property
+    def library_quota_bytes(self) -> int:
+        return int(self.library_quota_mb * 2**20)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +69,10 @@ class Settings:
             cache_dir=_path(env, CACHE_ENV, REPO_ROOT / ".cache"),
             max_upload_mb=_positive_float(env, MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB),
             threads=_positive_int(env, THREADS_ENV),
+            # --- issue 14
+            cache_max_mb=_positive_float(env, CACHE_MAX_ENV, DEFAULT_CACHE_MAX_MB),
+            library_quota_mb=_positive_float(env, LIBRARY_QUOTA_ENV, DEFAULT_LIBRARY_QUOTA_MB),
+            read_only=_flag(env, READ_ONLY_ENV),
         )
 
 
@@ -86,3 +111,16 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     if value < 1:
         raise SettingsError(f"{name}={raw!r} must be >= 1")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name}={env.get(name)!r} must be one of 1/0, true/false, yes/no, on/off")
