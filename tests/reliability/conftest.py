@@ -72,6 +72,17 @@ def good_checkpoints(tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="session")
+def app_library(tmp_path_factory):
+    """baseline, asloss and clonal (testkit's tiny library), shared by the app-level tests;
+    tests that change a library copy it first."""
+    from asl_core.testkit.library import make_library
+
+    folder = tmp_path_factory.mktemp("applib")
+    make_library(folder)
+    return folder
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
