@@ -59,7 +59,8 @@ if rows:
                 st.session_state[S.PENDING_DELETE] = None
                 st.rerun()
 else:
-    st.info("No checkpoints yet: train the demo ones with `make checkpoints`, or upload one below.")
+    st.info("No checkpoints yet: train the demo ones with `make checkpoints`"
+            + ("." if settings.read_only else ", or upload one below."))
 
 st.divider()
 # --- storage and read-only mode (issue 14)

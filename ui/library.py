@@ -162,10 +162,10 @@ def storage_panel(settings) -> None:
     cache_bytes, cache_entries = _cache_usage(str(settings.cache_dir), settings.cache_max_bytes)
     left, right = st.columns(2)
     left.progress(min(lib.fraction, 1.0),
-                  text=f"Library: {_mib(lib.bytes)} of its {_mib(lib.quota_bytes)} quota ({lib.checkpoints} checkpoint(s))")
+                  text=f"Library: {_mib(lib.bytes)} of its {_mib(lib.quota_bytes)} quota · {lib.checkpoints} checkpoint(s)")
     right.progress(min(cache_bytes / settings.cache_max_bytes, 1.0),
-                   text=f"Cache: {_mib(cache_bytes)} of {_mib(settings.cache_max_bytes)} ({cache_entries} entries; "
-                        "least recently used go first)")
+                   text=f"Cache: {_mib(cache_bytes)} of its {_mib(settings.cache_max_bytes)} cap · {cache_entries} entries "
+                        "(least recently used go first)")
 
 
 def default_comparison(files: list[str], asked: str | None = None) -> list[str]:

@@ -202,8 +202,8 @@ def test_checkpoints_page_shows_quota_and_cache_cap(ro_library, tmp_path, monkey
     assert not at.exception
     texts = [str(p.proto.text) for p in at.get("progress")]
     lib_mib = library.library_usage(ro_library).bytes / 2**20
-    assert any(f"Library: {lib_mib:,.1f} MiB of its 50.0 MiB quota (3 checkpoint(s))" in t for t in texts), texts
-    assert any("Cache: 0.5 MiB of 3.0 MiB (1 entries" in t for t in texts), texts
+    assert any(f"Library: {lib_mib:,.1f} MiB of its 50.0 MiB quota · 3 checkpoint(s)" in t for t in texts), texts
+    assert any("Cache: 0.5 MiB of its 3.0 MiB cap · 1 entries" in t for t in texts), texts
     assert at.get("file_uploader"), "upload is offered when the server is not read-only"
 
 
