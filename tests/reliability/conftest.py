@@ -102,7 +102,7 @@ def _peak_rss_mib() -> float:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not (TALLY.cases or TALLY.fuzz):
+    if not (TALLY.cases or TALLY.fuzz or TALLY.facts):
         return
     total = {"tried": 0, "refused": 0, "crashes": 0, "lost": 0}
     lines = [

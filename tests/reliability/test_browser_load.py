@@ -1,7 +1,7 @@
 """8 real Chromium sessions on one ``streamlit run`` server at once.
 
 Each session opens Explore on its own model and layer, then keeps changing its layer and
-split for a bounded time (``ASL_LENS_LOAD_SECONDS``, default 30 s). After every action it
+split for a bounded time (``ASL_LENS_LOAD_SECONDS``, default 20 s). After every action it
 waits for the page's summary line and checks that it names this session's model, layer and
 split with this model's accuracy on that split, so a session that showed another's result
 would fail. Nothing may raise (no exception box on any page, no traceback in the server log).
@@ -25,7 +25,7 @@ from asl_core.testkit.browser import CHROMIUM, CHROMIUM_ARGS, WEBGL_ARGS, peak_r
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "_artifacts"
-SECONDS = float(os.environ.get("ASL_LENS_LOAD_SECONDS", "30"))
+SECONDS = float(os.environ.get("ASL_LENS_LOAD_SECONDS", "20"))
 MODELS = ("baseline", "asloss", "clonal")
 LAYERS = ("embedding", "block3", "fc")
 JOBS = [(m, layer) for m in MODELS for layer in LAYERS][:8]

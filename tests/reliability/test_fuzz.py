@@ -167,7 +167,7 @@ def safetensors_files(draw) -> bytes:
 def test_fuzz_safetensors_header(tally):
     probe = Probe(tally, "safetensors header: generated JSON, dtypes, shapes, offsets, length claims")
 
-    @fuzz_settings(1000)
+    @fuzz_settings(800)
     @given(safetensors_files())
     def check(data: bytes) -> None:
         path = probe.file(data)
@@ -209,7 +209,7 @@ def test_fuzz_checkpoint_metadata(small_model, tally):
     base = meta.to_dict()
     probe = Probe(tally, "our metadata: mutated fields, raw text, deep nesting")
 
-    @fuzz_settings(600)
+    @fuzz_settings(400)
     @given(metadata_texts(base))
     def check(text: str) -> None:
         path = probe.file(save(tensors, metadata={META_KEY: text, "format": "pt"}))
@@ -288,7 +288,7 @@ def test_fuzz_foreign_state_dicts(small_model, tally):
     real = model.state_dict()
     probe = Probe(tally, "foreign state dicts via torch.load(weights_only=True): generated structures")
 
-    @fuzz_settings(500)
+    @fuzz_settings(300)
     @given(state_dicts(real), st.booleans())
     def check(obj, zip_format: bool) -> None:
         buf = io.BytesIO()
@@ -347,7 +347,7 @@ def test_fuzz_file_names(tmp_path, tally):
     folder.mkdir()
     probe = Probe(tally, "uploaded file names (sanitised, resolved inside the library)")
 
-    @fuzz_settings(3000)
+    @fuzz_settings(2000)
     @given(names)
     def check(raw: str) -> None:
         def sanitise() -> None:
@@ -440,7 +440,7 @@ def test_fuzz_dataset_folders(tmp_path, tally):
     probe = Probe(tally, "image-dataset folders: names, formats, broken/huge images")
     counter = {"n": 0}
 
-    @fuzz_settings(300)
+    @fuzz_settings(200)
     @given(folder_trees())
     def check(tree) -> None:
         counter["n"] += 1
