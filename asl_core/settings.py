@@ -28,8 +28,8 @@ DEFAULT_MAX_UPLOAD_MB = 200.0
 CACHE_MAX_ENV = "ASL_LENS_CACHE_MAX_MB"
 LIBRARY_QUOTA_ENV = "ASL_LENS_LIBRARY_QUOTA_MB"
 READ_ONLY_ENV = "ASL_LENS_READ_ONLY"
-DEFAULT_CACHE_MAX_MB = 2048.0     # features of the demo models on every split are ~10 MB; 2 GB holds many models
-DEFAULT_LIBRARY_QUOTA_MB = 4096.0  # ~40 ResNet-50s; the demo library is under 1 MB
+DEFAULT_CACHE_MAX_MB = 2048.0     # room for the features and projections of many models; LRU past it
+DEFAULT_LIBRARY_QUOTA_MB = 4096.0  # ~40 ResNet-50 checkpoints (~100 MB each); a digits_cnn one is ~0.4 MB
 
 
 @dataclass(frozen=True)
