@@ -86,6 +86,7 @@ async def _session(browser, url: str, i: int, model: str, layer: str, expected: 
                    latencies: list[float], problems: list[str], actions: list[int]) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
+    page.set_default_timeout(ACTION_TIMEOUT_MS)  # 8 pages on 2 shared cores: a click can wait a minute for the page
     tag = f"session {i} ({model}/{layer})"
 
     state = {"model": "baseline"}
