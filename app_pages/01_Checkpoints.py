@@ -44,7 +44,7 @@ if rows:
             else:
                 st.plotly_chart(history_figure(meta.history, title=""), key=S.CKPT_HISTORY)
             history.mechanism(meta)
-    if chosen:
+    if chosen and not settings.read_only:  # a read-only server shows no delete (the library refuses it too)
         if st.session_state[S.PENDING_DELETE] != chosen:
             if st.button(f"Delete {chosen}", key=S.CKPT_DELETE):
                 st.session_state[S.PENDING_DELETE] = chosen
@@ -62,9 +62,17 @@ if rows:
                 st.rerun()
 else:
     S.show_flash(S.FLASH_DELETE)  # the last one was just deleted
-    st.info("No checkpoints yet: train the demo ones with `make checkpoints`, or upload one below.")
+    st.info("No checkpoints yet: train the demo ones with `make checkpoints`"
+            + ("." if settings.read_only else ", or upload one below."))
 
 st.divider()
+# --- storage and read-only mode (issue 14)
+library.storage_panel(settings)
+if settings.read_only:
+    st.info("This server is read-only: it shows a fixed set of checkpoints, and uploading or deleting is turned off "
+            "(`ASL_LENS_READ_ONLY`).")
+    st.stop()
+# ---
 st.subheader("Add a checkpoint")
 limit = max(1, math.ceil(settings.max_upload_mb))  # the widget takes whole MB; the library applies the exact limit
 st.caption(f"Our `.safetensors` checkpoints, or foreign weights (`.pt`, `.pth`, `.ckpt` incl. Lightning, `.bin`) with "

@@ -98,6 +98,7 @@ class CheckpointMeta:
         if missing:
             raise CheckpointError(f"checkpoint metadata is missing fields: {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in names}
+        _check_field_types(kwargs)
         try:
             meta = cls(**kwargs)
             meta = dataclasses.replace(
@@ -110,7 +111,7 @@ class CheckpointMeta:
                 channel_repeat=int(meta.channel_repeat),
                 warnings=tuple(str(w) for w in meta.warnings),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(f"checkpoint metadata has a field of the wrong type: {exc}") from None
         meta.validate()
         return meta
@@ -137,6 +138,38 @@ class CheckpointMeta:
             problems.append(f"unknown method {self.method!r}")
         if problems:
             raise CheckpointError("invalid checkpoint metadata: " + "; ".join(problems))
+
+
+_NUMBER = (int, float)
+_SEQUENCE = (list, tuple)
+# The JSON shape of each field (found by tests/reliability/test_fuzz.py: an "arch" of [] or a
+# "metrics" of "x" reached code that expected a string or a dict and raised TypeError).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "arch": (str,), "method": (str,), "name": (str,), "created": (str,), "content_hash": (str,), "source": (str,),
+    "format": (str,), "num_classes": (int,), "small_input": (bool,), "dataset": (dict, type(None)),
+    "hyperparams": (dict,), "layers": (dict,), "history": (list,), "metrics": (dict,), "best_epoch": (int, type(None)),
+    "parents": (dict,), "diagnostics": (dict,), "versions": (dict,), "class_names": _SEQUENCE, "input_shape": _SEQUENCE,
+    "mean": _SEQUENCE, "std": _SEQUENCE, "warnings": _SEQUENCE,
+}
+
+
+def _check_field_types(data: dict[str, Any]) -> None:
+    """Refuse metadata whose fields have the wrong JSON shape, before anything uses them."""
+    for name, value in data.items():
+        kinds = _FIELD_TYPES.get(name)
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise CheckpointError(f"checkpoint metadata field {name!r} is a {type(value).__name__}, "
+                                  f"expected {' or '.join(k.__name__ for k in kinds)}")
+    for name in ("input_shape", "mean", "std"):
+        if name in data and not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in data[name]):
+            raise CheckpointError(f"checkpoint metadata field {name!r} must hold numbers")
+    bad_split = next((k for k, v in data.get("metrics", {}).items() if not isinstance(v, dict)), None)
+    if bad_split is not None:
+        raise CheckpointError(f"checkpoint metadata: metrics[{bad_split!r}] is not an object")
+    if not all(isinstance(row, dict) for row in data.get("history", [])):
+        raise CheckpointError("checkpoint metadata: history holds something other than objects")
+    if not all(isinstance(w, _NUMBER) and not isinstance(w, bool) for w in data.get("layers", {}).values()):
+        raise CheckpointError("checkpoint metadata: layer weights must be numbers")
 
 
 @dataclass
@@ -284,6 +317,8 @@ def _meta_from_header(metadata: dict[str, str]) -> CheckpointMeta:
         raw = json.loads(metadata[META_KEY])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}") from None
+    except RecursionError:  # found by tests/reliability/test_fuzz.py: "[[[[...]]]]" nested 100,000 deep
+        raise CheckpointError("checkpoint metadata is nested too deeply to be ours") from None
     meta = CheckpointMeta.from_dict(raw)
     if meta.format != FORMAT:
         raise CheckpointError(f"unsupported checkpoint format {meta.format!r} (this version reads {FORMAT})")
@@ -314,7 +349,10 @@ def _read_pickled(path: Path) -> Any:
             "refused to load: the file contains Python objects other than tensors, which could run code "
             f"when unpickled ({detail.strip()[:160]})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError, KeyError, IndexError, struct.error) as exc:
+    # AssertionError, OverflowError, RecursionError: torch's legacy reader on bytes found by
+    # tests/reliability/test_fuzz.py (a flipped storage key, a huge count, deep nesting)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+            struct.error, AssertionError, OverflowError, RecursionError, MemoryError) as exc:
         raise CheckpointError(f"not a readable PyTorch checkpoint (truncated or corrupted?): {str(exc)[:200]}") from None
 
 

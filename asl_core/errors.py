@@ -31,6 +31,14 @@ class SettingsError(UserError):
     """An ``ASL_LENS_*`` environment variable with a value that cannot be used."""
 
 
+class ReadOnlyError(UserError):
+    """A change to the checkpoint library on a server started read-only (``ASL_LENS_READ_ONLY``)."""
+
+
+class StorageError(UserError):
+    """The library's quota or the disk is full: the change was refused and nothing was written."""
+
+
 class NotOurCheckpointError(CheckpointError):
     """A readable file that is not an ASL Lens checkpoint: someone else's weights, which need
     an architecture (and a class count) to be loaded."""

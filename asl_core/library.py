@@ -10,12 +10,18 @@ Nothing in the library changes unless the whole import succeeds.
     asl-lens library check FILE [--arch ... --num-classes ...]
     asl-lens library datasets          (the presets and what ASL_LENS_DATA_ROOTS holds)
     asl-lens library delete NAME
+
+A server that shows a fixed set of models sets ``ASL_LENS_READ_ONLY=1``: import and delete
+are refused (:class:`~asl_core.errors.ReadOnlyError`), in the app and on the command line.
+The library's total size is capped by ``ASL_LENS_LIBRARY_QUOTA_MB``; an import that would
+pass it, or that meets a full disk, is refused and leaves the library as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import re
 import sys
@@ -38,8 +44,8 @@ from asl_core.checkpoint import (
     serialize,
 )
 from asl_core.data import PRESETS, DatasetSpec, check_root_allowed, known_datasets, resolve_dataset
-from asl_core.errors import CheckpointError, UserError, cli_entry
-from asl_core.settings import get_settings
+from asl_core.errors import CheckpointError, ReadOnlyError, StorageError, UserError, cli_entry
+from asl_core.settings import LIBRARY_QUOTA_ENV, READ_ONLY_ENV, get_settings
 
 ACCEPTED_SUFFIXES = (CHECKPOINT_SUFFIX, *FOREIGN_SUFFIXES)
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
@@ -183,6 +189,7 @@ def import_checkpoint(
     the result reports. Weights already in the library (same content hash) raise
     :class:`DuplicateCheckpointError` naming the file, unless ``allow_duplicate``.
     ``dataset``, ``repeat_gray`` and ``image_size``: see :func:`validate_file`."""
+    refuse_if_read_only("importing a checkpoint")
     folder = Path(folder or default_folder())
     limit = max_bytes or max_upload_bytes()
     _check_suffix(filename)
@@ -214,19 +221,85 @@ def import_checkpoint(
     if twin is not None and not (overwrite and twin.name == path.name):
         raise DuplicateCheckpointError(f"the library already holds these weights as {twin.name} (same content hash "
                                        f"{meta.content_hash[:12]}); nothing was added", twin)
-    atomic_write_bytes(path, data)
+    check_quota(folder, len(data), replacing=path)
+    write_into_library(path, data)
     renamed = (name or filename) if stem != (name or Path(filename).stem) else None
     return ImportResult(path=path, meta=meta, renamed_from=renamed)
 
 
 def delete_checkpoint(name: str, folder: Path | None = None) -> Path:
     """Remove one checkpoint from the library by name (sanitised; never outside the folder)."""
+    refuse_if_read_only("deleting a checkpoint")
     folder = Path(folder or default_folder())
     path = folder / f"{safe_name(name)}{CHECKPOINT_SUFFIX}"
     if not path.is_file():
         raise UserError(f"no checkpoint named {name!r} in {folder}")
     path.unlink()
     return path
+
+
+# --------------------------------------------------------------------------- bounded, read-only library (issue 14)
+
+
+def read_only() -> bool:
+    """True on a server started with ``ASL_LENS_READ_ONLY=1``: the library cannot change."""
+    return get_settings().read_only
+
+
+def refuse_if_read_only(action: str) -> None:
+    """Called first by every function that changes the library."""
+    if read_only():
+        raise ReadOnlyError(f"{action} is disabled: this server is read-only ({READ_ONLY_ENV}=1)")
+
+
+@dataclass(frozen=True)
+class LibraryUsage:
+    """Total bytes of the library's checkpoints, their count, and the quota in bytes."""
+
+    bytes: int
+    checkpoints: int
+    quota_bytes: int
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes / self.quota_bytes if self.quota_bytes else 0.0
+
+
+def library_usage(folder: Path | None = None) -> LibraryUsage:
+    folder = Path(folder or default_folder())
+    sizes = []
+    for path in list_checkpoints(folder):
+        try:
+            sizes.append(path.stat().st_size)
+        except OSError:  # deleted while we counted
+            pass
+    return LibraryUsage(bytes=sum(sizes), checkpoints=len(sizes), quota_bytes=get_settings().library_quota_bytes)
+
+
+def check_quota(folder: Path, incoming: int, replacing: Path | None = None) -> None:
+    """Refuse a write of ``incoming`` bytes that would take the library past its quota
+    (a file it replaces does not count twice)."""
+    usage = library_usage(folder)
+    current = usage.bytes
+    if replacing is not None and replacing.is_file():
+        current -= replacing.stat().st_size
+    if current + incoming > usage.quota_bytes:
+        raise StorageError(
+            f"the library is full: it holds {current / 2**20:.1f} MiB and this checkpoint needs {incoming / 2**20:.1f} MiB, "
+            f"over its {usage.quota_bytes / 2**20:.1f} MiB quota ({LIBRARY_QUOTA_ENV}); delete checkpoints or raise it")
+
+
+def write_into_library(path: Path, data: bytes) -> None:
+    """The atomic write, with a full disk (or a read-only folder) as a clear refusal: the
+    temporary file is removed and the library is unchanged."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise StorageError(f"the disk holding {path.parent} is full ({exc.strerror}); "
+                               f"{path.name} was not added and nothing else changed") from None
+        raise StorageError(f"could not write {path.name} into {path.parent}: {exc.strerror or exc}; "
+                           "nothing was changed") from None
 
 
 # --------------------------------------------------------------------------- CLI
@@ -259,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("name")
     args = p.parse_args(argv)
     folder = args.folder or default_folder()
+    if args.command in ("import", "delete"):
+        refuse_if_read_only(f"'library {args.command}'")
     if args.command == "list":
         for path in list_checkpoints(folder):
             try:

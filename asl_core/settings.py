@@ -25,6 +25,13 @@ DATA_ROOTS_ENV = "ASL_LENS_DATA_ROOTS"
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
 
+# --- bounded storage and read-only mode (issue 14)
+CACHE_MAX_ENV = "ASL_LENS_CACHE_MAX_MB"
+LIBRARY_QUOTA_ENV = "ASL_LENS_LIBRARY_QUOTA_MB"
+READ_ONLY_ENV = "ASL_LENS_READ_ONLY"
+DEFAULT_CACHE_MAX_MB = 2048.0     # room for the features and projections of many models; LRU past it
+DEFAULT_LIBRARY_QUOTA_MB = 4096.0  # ~40 ResNet-50 checkpoints (~100 MB each); a digits_cnn one is ~0.4 MB
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -39,10 +46,24 @@ class Settings:
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     threads: int | None = None
     data_roots: tuple[Path, ...] = ()
+    # --- bounded storage and read-only mode (issue 14): ``cache_max_mb`` caps the disk cache
+    # (least recently used entries go first); ``library_quota_mb`` caps the checkpoint library's
+    # total size for imports; ``read_only`` refuses every change to the library (app and CLI).
+    cache_max_mb: float = DEFAULT_CACHE_MAX_MB
+    library_quota_mb: float = DEFAULT_LIBRARY_QUOTA_MB
+    read_only: bool = False
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def cache_max_bytes(self) -> int:
+        return int(self.cache_max_mb * 2**20)
+
+    @property
+    def library_quota_bytes(self) -> int:
+        return int(self.library_quota_mb * 2**20)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +74,10 @@ class Settings:
             max_upload_mb=_positive_float(env, MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB),
             threads=_positive_int(env, THREADS_ENV),
             data_roots=_folders(env, DATA_ROOTS_ENV),
+            # --- issue 14
+            cache_max_mb=_positive_float(env, CACHE_MAX_ENV, DEFAULT_CACHE_MAX_MB),
+            library_quota_mb=_positive_float(env, LIBRARY_QUOTA_ENV, DEFAULT_LIBRARY_QUOTA_MB),
+            read_only=_flag(env, READ_ONLY_ENV),
         )
 
 
@@ -105,3 +130,16 @@ def _folders(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
         if resolved not in folders:
             folders.append(resolved)
     return tuple(folders)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name}={env.get(name)!r} must be one of 1/0, true/false, yes/no, on/off")

@@ -148,6 +148,33 @@ def delete_checkpoint(folder: Path, file_name: str) -> None:
 
 
 
+# --------------------------------------------------------------------------- storage (issue 14)
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def _cache_usage(root: str, max_bytes: int) -> tuple[int, int]:
+    from asl_core.engine.cache import DiskCache
+
+    usage = DiskCache(root, max_bytes=max_bytes).usage()
+    return usage.bytes, usage.entries
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
+
+
+def storage_panel(settings) -> None:
+    """The library's size against its quota and the disk cache's against its cap."""
+    lib = core_library.library_usage(settings.checkpoints_dir)
+    cache_bytes, cache_entries = _cache_usage(str(settings.cache_dir), settings.cache_max_bytes)
+    left, right = st.columns(2)
+    left.progress(min(lib.fraction, 1.0),
+                  text=f"Library: {_mib(lib.bytes)} of its {_mib(lib.quota_bytes)} quota · {lib.checkpoints} checkpoint(s)")
+    right.progress(min(cache_bytes / settings.cache_max_bytes, 1.0),
+                   text=f"Cache: {_mib(cache_bytes)} of its {_mib(settings.cache_max_bytes)} cap · {cache_entries} entries "
+                        "(least recently used go first)")
+
+
 def default_comparison(files: list[str], asked: str | None = None) -> list[str]:
     """``asked`` (a link's ``?models=a,b``) when those are in the library, else the demo trio
     when present, else the first three files."""

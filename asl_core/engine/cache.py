@@ -9,17 +9,28 @@ key, so a stale result is never returned. A damaged entry is a miss (logged) and
 recomputed and overwritten.
 
 The root is ``ASL_LENS_CACHE`` when set, else ``.cache/`` in the repository.
+
+Bounded: after each write, when the cache holds more than its cap (``ASL_LENS_CACHE_MAX_MB``),
+the least recently used entries are removed until it is under 80 % of the cap. A read marks
+its entry used (the ``.json``'s mtime). A reader holds a shared ``flock`` on the entry's
+``.json`` while it reads; eviction takes an exclusive one without waiting and skips an entry
+that is being read, so an entry never disappears under a reader. A reader that lost the race
+(the entry went just before it locked) sees a miss. Temporary files left by a killed writer
+count towards the cap and are removed once they are an hour old.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
+import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +45,49 @@ from asl_core.engine.projection import Projection, ProjectionConfig, project, pr
 log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "engine/1"  # bump when extraction or projection results change meaning
+LOW_WATER = 0.8  # eviction frees down to this fraction of the cap, so that not every write evicts
+STALE_TMP_SECONDS = 3600  # a writer's temporary file older than this was left by a killed process
+
+
 def default_root() -> Path:
     """``$ASL_LENS_CACHE``, else ``.cache/`` in the repository (:mod:`asl_core.settings`)."""
     return get_settings().cache_dir
 
 
-class DiskCache:
-    """Content-addressed arrays + JSON on disk. ``get`` returns ``None`` on a miss or a damaged entry."""
+@dataclass(frozen=True)
+class CacheUsage:
+    """What the cache holds now: bytes on disk (entries plus stray temporary files), whole
+    entries, and the cap in bytes."""
 
-    def __init__(self, root: str | Path | None = None):
+    bytes: int
+    entries: int
+    max_bytes: int
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes / self.max_bytes if self.max_bytes else 0.0
+
+
+@dataclass(frozen=True)
+class _Entry:
+    used: float  # mtime of the .json: written or last read
+    size: int
+    json_path: Path
+    npz_path: Path
+
+
+class DiskCache:
+    """Content-addressed arrays + JSON on disk. ``get`` returns ``None`` on a miss or a damaged
+    entry. ``max_bytes`` caps its size (default: ``ASL_LENS_CACHE_MAX_MB``)."""
+
+    def __init__(self, root: str | Path | None = None, max_bytes: int | None = None):
         self.root = Path(root) if root is not None else default_root()
+        self.max_bytes = int(max_bytes) if max_bytes is not None else get_settings().cache_max_bytes
+        if self.max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.hits = 0
         self.misses = 0
+        self.evictions = 0
 
     @staticmethod
     def key(parts: dict[str, Any]) -> str:
@@ -59,19 +101,28 @@ class DiskCache:
 
     def get(self, kind: str, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         npz_path, json_path = self._paths(kind, key)
-        if not json_path.exists():
+        try:
+            handle = open(json_path, "rb")
+        except OSError:  # absent, or evicted a moment ago
             self.misses += 1
             return None
         try:
-            info = json.loads(json_path.read_text())
-            data = npz_path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != info["npz_sha256"]:
-                raise ValueError("array file does not match its checksum")
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-            meta = info["meta"]
+            with handle:
+                # shared lock: eviction (exclusive, non-blocking) skips this entry while we read it
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+                if os.fstat(handle.fileno()).st_nlink == 0:  # evicted before we got the lock
+                    self.misses += 1
+                    return None
+                info = json.loads(handle.read())
+                data = npz_path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != info["npz_sha256"]:
+                    raise ValueError("array file does not match its checksum")
+                with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                    arrays = {name: npz[name] for name in npz.files}
+                meta = info["meta"]
+                _touch(json_path)
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            log.warning("cache entry %s/%s is damaged (%s); recomputing", kind, key[:12], str(exc)[:120])
+            log.warning("cache entry %s/%s is damaged or gone (%s); recomputing", kind, key[:12], str(exc)[:120])
             self.misses += 1
             return None
         self.hits += 1
@@ -82,12 +133,124 @@ class DiskCache:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
         data = buf.getvalue()
+        info = json.dumps({"engine": ENGINE_VERSION, "npz_sha256": hashlib.sha256(data).hexdigest(), "meta": meta},
+                          sort_keys=True, default=str).encode()
+        if len(data) + len(info) > self.max_bytes * LOW_WATER:
+            log.warning("cache entry %s/%s (%.1f MiB) is larger than the cache allows (%.1f MiB); not stored",
+                        kind, key[:12], len(data) / 2**20, self.max_bytes / 2**20)
+            return
         try:
             atomic_write_bytes(npz_path, data)
-            info = {"engine": ENGINE_VERSION, "npz_sha256": hashlib.sha256(data).hexdigest(), "meta": meta}
-            atomic_write_bytes(json_path, json.dumps(info, sort_keys=True, default=str).encode())
+            atomic_write_bytes(json_path, info)
         except OSError as exc:  # a read-only or full disk costs speed, not correctness
             log.warning("could not write cache entry %s/%s: %s", kind, key[:12], exc)
+        self.enforce_cap(keep=json_path)
+
+    # ------------------------------------------------------------------ the cap
+
+    def _scan(self) -> tuple[list[_Entry], int, list[Path]]:
+        """Whole entries, the bytes of everything else (orphan arrays, temporary files), and
+        temporary files old enough to be a killed writer's."""
+        entries, other, stale = [], 0, []
+        now = time.time()
+        if not self.root.is_dir():
+            return entries, other, stale
+        for kind_dir in self.root.iterdir():
+            if not kind_dir.is_dir():
+                continue
+            for shard in kind_dir.iterdir():
+                if not shard.is_dir():
+                    continue
+                for f in os.scandir(shard):
+                    try:
+                        st = f.stat(follow_symlinks=False)
+                    except OSError:  # removed by another process while we looked
+                        continue
+                    name = f.name
+                    if name.endswith(".json") and not name.startswith("."):
+                        npz = shard / (name[:-5] + ".npz")
+                        try:
+                            npz_size = npz.stat().st_size
+                        except OSError:
+                            npz_size = 0
+                        entries.append(_Entry(st.st_mtime, st.st_size + npz_size, Path(f.path), npz))
+                    elif name.endswith(".npz") and not name.startswith("."):
+                        if not (shard / (name[:-4] + ".json")).exists():
+                            other += st.st_size  # an array whose record was never written (killed writer)
+                            if now - st.st_mtime > STALE_TMP_SECONDS:
+                                stale.append(Path(f.path))
+                    else:
+                        other += st.st_size
+                        if name.endswith(".tmp") and now - st.st_mtime > STALE_TMP_SECONDS:
+                            stale.append(Path(f.path))
+        return entries, other, stale
+
+    def usage(self) -> CacheUsage:
+        entries, other, _ = self._scan()
+        return CacheUsage(bytes=sum(e.size for e in entries) + other, entries=len(entries), max_bytes=self.max_bytes)
+
+    def enforce_cap(self, keep: Path | None = None) -> int:
+        """Evict least recently used entries until the cache is under ``LOW_WATER`` of its cap
+        (only when it is over the cap). Entries being read are skipped. Returns bytes freed."""
+        entries, other, stale = self._scan()
+        total = sum(e.size for e in entries) + other
+        if total <= self.max_bytes:
+            return 0
+        freed = 0
+        for path in stale:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+                freed += size
+            except OSError:
+                pass
+        target = self.max_bytes * LOW_WATER
+        for entry in sorted(entries, key=lambda e: e.used):
+            if total - freed <= target:
+                break
+            if entry.json_path == keep:
+                continue
+            if _remove_unless_read(entry):
+                freed += entry.size
+                self.evictions += 1
+        if total - freed > self.max_bytes:
+            log.warning("cache %s is over its cap (%.1f of %.1f MiB): entries are being read", self.root,
+                        (total - freed) / 2**20, self.max_bytes / 2**20)
+        return freed
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry used (its mtime is the LRU clock); a read-only cache folder just loses the order."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _remove_unless_read(entry: _Entry) -> bool:
+    """Remove an entry unless a reader holds its lock. The record goes last, as it was written
+    last: a reader that finds the record but not the arrays sees a miss."""
+    try:
+        handle = open(entry.json_path, "rb")
+    except OSError:
+        return False  # gone already (another process evicted it)
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # being read right now
+        try:
+            entry.npz_path.unlink(missing_ok=True)
+            entry.json_path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not evict cache entry %s: %s", entry.json_path.name[:12], exc)
+            return False
+    return True
+
+
+def cache_usage(root: str | Path | None = None) -> CacheUsage:
+    """Size, entry count and cap of the cache at ``root`` (default: the settings')."""
+    return DiskCache(root).usage()
 
 
 def checkpoint_hash(ckpt: LoadedCheckpoint) -> str:

@@ -31,15 +31,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(checkpoints: Path, cache: Path, script: str | Path = "app.py", env: dict | None = None,
-                     timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
-    """Yields the base URL of a running ``streamlit run script``."""
+def streamlit_process(checkpoints: Path, cache: Path, script: str | Path = "app.py", env: dict | None = None,
+                      timeout: float = 60.0, log: Path | None = None,
+                      command: list[str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Yields ``(base URL, process)`` of a running ``streamlit run script`` (``command``
+    replaces ``python -m streamlit`` when a test wraps the server, e.g. to inject a fault)."""
     port = free_port()
     full_env = dict(os.environ, ASL_LENS_CHECKPOINTS=str(checkpoints), ASL_LENS_CACHE=str(cache), **(env or {}))
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        [*(command or [sys.executable, "-m", "streamlit"]), "run", str(script), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
         cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -57,7 +60,7 @@ def streamlit_server(checkpoints: Path, cache: Path, script: str | Path = "app.p
             if time.monotonic() > deadline:
                 raise RuntimeError("streamlit did not start in time")
             time.sleep(0.3)
-        yield url
+        yield url, proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -69,6 +72,21 @@ def streamlit_server(checkpoints: Path, cache: Path, script: str | Path = "app.p
             proc.wait(10)
         if log:
             out.close()
+
+
+@contextlib.contextmanager
+def streamlit_server(checkpoints: Path, cache: Path, script: str | Path = "app.py", env: dict | None = None,
+                     timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
+    """Yields the base URL of a running ``streamlit run script``."""
+    with streamlit_process(checkpoints, cache, script, env, timeout, log) as (url, _):
+        yield url
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a running process, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        line = next(ln for ln in f if ln.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
 
 @contextlib.contextmanager

@@ -27,9 +27,9 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
         page.goto(f"{url}/Checkpoints")
         page.get_by_text("Add a checkpoint").wait_for(timeout=60_000)
         wait_idle(page)
-        # the form comes after the history's figures, which a loaded machine draws slowly
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(state="attached", timeout=120_000)
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(spare))
+        uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+        uploader.wait_for(state="attached", timeout=120_000)  # a loaded machine renders the form late
+        uploader.set_input_files(str(spare))
         page.get_by_role("button", name="Validate and add").click()
         page.get_by_text("added asloss.safetensors to the library").wait_for(timeout=60_000)
         wait_idle(page)

@@ -28,6 +28,20 @@ class Tally:
     cases: dict = field(default_factory=lambda: defaultdict(lambda: {"tried": 0, "refused": 0, "crashes": 0, "lost": 0}))
     examples: dict = field(default_factory=dict)
     facts: dict = field(default_factory=dict)
+    fuzz: dict = field(default_factory=lambda: defaultdict(lambda: {"cases": 0, "refused": 0, "loaded": 0, "crashes": 0,
+                                                                    "lost": 0}))
+
+    def fuzz_add(self, target: str, outcome: str | None) -> None:
+        """One generated case: ``refused`` (a UserError), ``loaded`` (it was valid), ``crash``;
+        ``lost`` marks an earlier case as having changed the library (not a new case)."""
+        row = self.fuzz[target]
+        if outcome == "lost":
+            row["lost"] += 1
+            return
+        if outcome is None:
+            return
+        row["cases"] += 1
+        row["refused" if outcome == "refused" else "loaded" if outcome == "loaded" else "crashes"] += 1
 
     def add(self, category: str, outcome: str, lost: bool, message: str = "") -> None:
         row = self.cases[category]
@@ -72,12 +86,23 @@ def good_checkpoints(tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="session")
+def app_library(tmp_path_factory):
+    """baseline, asloss and clonal (testkit's tiny library), shared by the app-level tests;
+    tests that change a library copy it first."""
+    from asl_core.testkit.library import make_library
+
+    folder = tmp_path_factory.mktemp("applib")
+    make_library(folder)
+    return folder
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not TALLY.cases:
+    if not (TALLY.cases or TALLY.fuzz or TALLY.facts):
         return
     total = {"tried": 0, "refused": 0, "crashes": 0, "lost": 0}
     lines = [
@@ -99,6 +124,22 @@ def pytest_sessionfinish(session, exitstatus):
         ex = TALLY.examples.get(cat, "").replace("|", "\\|")
         lines.append(f"| {cat} | {r['tried']} | {r['refused']} | {r['crashes']} | {r['lost']} | {ex} |")
     lines.append(f"| **all** | **{total['tried']}** | **{total['refused']}** | **{total['crashes']}** | **{total['lost']}** | |")
+    if TALLY.fuzz:
+        lines += ["", "## Generated inputs (Hypothesis, `tests/reliability/test_fuzz.py`)", "",
+                  "Derandomised: the same cases every run (`ASL_LENS_FUZZ_SCALE=10` runs ten times as many). "
+                  "*Refused*: a `UserError` with a message; *loaded*: the generated input was valid; *crash*: anything "
+                  "else. Every failure the fuzzer found is fixed and kept as a fixed `@example`.", "",
+                  "| parser | generated cases | refused cleanly | loaded (valid) | crashes | data lost |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        ftotal = {"cases": 0, "refused": 0, "loaded": 0, "crashes": 0, "lost": 0}
+        for target, r in TALLY.fuzz.items():
+            for k in ftotal:
+                ftotal[k] += r[k]
+            lines.append(f"| {target} | {r['cases']} | {r['refused']} | {r['loaded']} | {r['crashes']} | {r['lost']} |")
+        lines.append(f"| **all** | **{ftotal['cases']}** | **{ftotal['refused']}** | **{ftotal['loaded']}** | "
+                     f"**{ftotal['crashes']}** | **{ftotal['lost']}** |")
+        if "fuzz regressions" in TALLY.facts:
+            lines += ["", TALLY.facts.pop("fuzz regressions")]
     lines += ["", "## Interrupted work, concurrency and resources", "", "| check | result |", "|---|---|"]
     for k, v in TALLY.facts.items():
         lines.append(f"| {k} | {v} |")

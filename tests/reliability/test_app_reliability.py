@@ -22,15 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 180
 
 
-@pytest.fixture(scope="module")
-def app_library(tmp_path_factory):
-    from asl_core.testkit.library import make_library
-
-    folder = tmp_path_factory.mktemp("applib")
-    make_library(folder)
-    return folder
-
-
 def _texts(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
