@@ -91,12 +91,12 @@ def test_library_quota_refuses_and_changes_nothing(tmp_path, monkeypatch, ckpt_p
     monkeypatch.setenv("ASL_LENS_LIBRARY_QUOTA_MB", str(1.5 * len(data) / 2**20))
     before = sorted(p.name for p in lib.iterdir())
     with pytest.raises(StorageError, match="quota"):
-        library.import_checkpoint(data, "second.safetensors", lib)
+        library.import_checkpoint(data, "second.safetensors", lib, allow_duplicate=True)  # the quota is under test
     assert sorted(p.name for p in lib.iterdir()) == before
     usage = library.library_usage(lib)
     assert usage.checkpoints == 1 and usage.bytes == (lib / "first.safetensors").stat().st_size
     # replacing a file does not count it twice
-    library.import_checkpoint(data, "first.safetensors", lib, overwrite=True)
+    library.import_checkpoint(data, "first.safetensors", lib, overwrite=True, allow_duplicate=True)
 
 
 def test_read_only_refuses_every_change(tmp_path, monkeypatch, ckpt_paths, capsys):

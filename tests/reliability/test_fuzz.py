@@ -376,7 +376,7 @@ def test_fuzz_file_names_through_import(tmp_path, small_model, tally):
 
         def upload() -> None:
             result = library.import_checkpoint(data, raw if raw.endswith(library.ACCEPTED_SUFFIXES) else raw + ".safetensors",
-                                               folder)
+                                               folder, allow_duplicate=True)  # the names are under test
             assert result.path.parent == folder and result.path.exists()
 
         probe.run(upload)

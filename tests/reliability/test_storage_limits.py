@@ -242,8 +242,8 @@ def test_a_full_disk_is_a_clear_message_and_loses_nothing(small_disk, ro_library
     before = tree_digest(lib, cache_root)
     outcomes = []
     for label, fn in {
-        "library import (bytes)": lambda: library.import_checkpoint(good.read_bytes(), "more.safetensors", lib),
-        "library import (path)": lambda: library.import_checkpoint(good, "again.safetensors", lib),
+        "library import (bytes)": lambda: library.import_checkpoint(good.read_bytes(), "more.safetensors", lib, allow_duplicate=True),
+        "library import (path)": lambda: library.import_checkpoint(good, "again.safetensors", lib, allow_duplicate=True),
     }.items():
         try:
             fn()
@@ -255,7 +255,7 @@ def test_a_full_disk_is_a_clear_message_and_loses_nothing(small_disk, ro_library
         lost = tree_digest(lib, cache_root) != before
         tally.add("full disk (3 MB tmpfs)", outcome, lost, message.replace(str(small_disk), "..."))
         outcomes.append((label, outcome, message, lost))
-    rc = library.main(["--folder", str(lib), "import", str(good), "--name", "cli"])
+    rc = library.main(["--folder", str(lib), "import", str(good), "--name", "cli", "--allow-duplicate"])
     err = capsys.readouterr().err.strip().splitlines()
     ok = rc == 2 and len(err) == 1 and "full" in err[0]
     tally.add("full disk (3 MB tmpfs)", "refused" if ok else "crash", tree_digest(lib, cache_root) != before,
