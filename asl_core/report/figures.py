@@ -105,7 +105,7 @@ def scatter_figure(
         add(~correct, "wrong", {"color": "#d62728", "symbol": "x"})
     else:
         palette = class_palette(len(names))
-        for c in np.unique(by_class):
+        for c in np.unique(by_class[shown]):
             add(by_class == c, names[c], {"color": palette[int(c)]})
     fig.update_layout(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], showlegend=show_legend,
                       legend_title={"true": "true class", "pred": "predicted",
