@@ -36,7 +36,7 @@ def parse_model(text: str) -> str:
 with st.sidebar, user_errors():
     # the demo baseline first: what the other methods are measured against
     url.seed(S.EXP_MODEL, "model", "baseline.safetensors" if "baseline.safetensors" in files else files[0], options=files,
-             parse=parse_model)
+             parse=parse_model, dump=lambda f: f.removesuffix(".safetensors"))
     chosen = st.selectbox("Model", files, key=S.EXP_MODEL)
     path = library.library_path(settings.checkpoints_dir, chosen)
     model = library.load_model(path)
@@ -80,7 +80,7 @@ hl = views.highlight(cmp, P)
 url.set_extra("hl", hl.url["hl"])
 url.set_extra("cell", hl.url["cell"])
 
-url.seed(S.EXP_COLOR, "color", list(widgets.COLOR_BY)[0], options=list(widgets.COLOR_BY))
+widgets.seed_color(url, S.EXP_COLOR)
 color_by = widgets.color_by(S.EXP_COLOR)
 widgets.seed_look(url, P, len(cmp.class_names))
 look = widgets.scatter_look(P, cmp.class_names, config.method)
@@ -120,6 +120,6 @@ st.plotly_chart(per_class_figure(labels, {k: [r[k] for r in rows] for k in ("rec
                                  title=f"{m.name}: recall, precision and F1 per class"), key=S.EXP_PER_CLASS)
 st.caption("Under each class: its training samples (from the dataset spec in the checkpoint); tail = the 3 smallest "
            "classes of a long-tailed training set.")
-st.dataframe(per_class_table(rows, [m.name]), hide_index=True, width="stretch")
+st.dataframe(per_class_table(rows), hide_index=True, width="stretch")
 
 url.publish()

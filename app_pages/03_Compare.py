@@ -40,7 +40,8 @@ def parse_models(text: str) -> list[str]:
 
 
 with st.sidebar, user_errors():
-    url.seed(S.CMP_MODELS, "models", library.default_comparison(files), parse=parse_models)
+    url.seed(S.CMP_MODELS, "models", library.default_comparison(files), parse=parse_models,
+             dump=lambda fs: [f.removesuffix(".safetensors") for f in fs])
     chosen = st.multiselect("Models (first = reference)", files, max_selections=3, key=S.CMP_MODELS)
     if len(chosen) < 2:
         st.warning("Pick 2 or 3 models.")
@@ -81,7 +82,8 @@ for h, col in zip(analysis.headlines(cmp), st.columns(len(cmp.models) - 1)):
     with col.container(border=True):
         st.markdown(f"#### {h.model}")
         st.markdown("\n\n".join(headline_lines(h, class_names)))
-st.dataframe(summary_table(cmp), hide_index=True, width="stretch")
+st.dataframe(summary_table(cmp), hide_index=True, width="stretch",
+             column_config={k: st.column_config.NumberColumn(k, format="%.3f") for k in ("accuracy", "macro-F1", "trustworthiness")})
 
 # --- the linked views are drawn after the sample table (which can drive the highlight), above it
 views_box = st.container()
@@ -92,15 +94,15 @@ table = analysis.samples(cmp)
 url.seed(S.CMP_F_FLIPPED, "flipped", False, parse=lambda t: t == "1")
 url.seed(S.CMP_F_WRONG_ALL, "wrong_all", False, parse=lambda t: t == "1")
 url.seed(S.CMP_F_MODEL, "conf_model", names[0], options=names)
-f1, f2, f3, f4 = st.columns([1.1, 1.4, 1.4, 1.6])
-flipped = f1.checkbox("Flipped between models", key=S.CMP_F_FLIPPED, help="Right in some models, wrong in others.")
+f1, f2, f3, f4 = st.columns([0.9, 1.4, 1.4, 1.6])
+flipped = f1.checkbox("Flipped", key=S.CMP_F_FLIPPED, help="Right in some models, wrong in others.")
 wrong_all = f1.checkbox("Wrong in all", key=S.CMP_F_WRONG_ALL)
 true_classes = f2.multiselect("True class", list(range(len(class_names))), format_func=lambda i: class_names[i],
                               key=S.CMP_F_CLASSES, placeholder="any")
 predicted = f3.multiselect("Predicted class", list(range(len(class_names))), format_func=lambda i: class_names[i],
                            key=S.CMP_F_PREDICTED, placeholder="any")
-conf_model = f3.selectbox("… by model (prediction and confidence filters)", names, key=S.CMP_F_MODEL)
 confidence = f4.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01, key=S.CMP_F_CONFIDENCE)
+conf_model = f4.selectbox("Predicted class and confidence of", names, key=S.CMP_F_MODEL)
 shown = filter_samples(table, flipped=flipped, wrong_in_all=wrong_all, true_classes=true_classes, predicted=predicted,
                        model=conf_model, confidence=confidence)
 visible = [c for c in shown.columns if not c.startswith("_")]
@@ -136,7 +138,7 @@ url.set_extra("cell", hl.url["cell"])
 with views_box:
     st.subheader("Projections (aligned)")
     top = st.columns([3, 1])
-    url.seed(S.CMP_COLOR, "color", list(widgets.COLOR_BY)[0], options=list(widgets.COLOR_BY))
+    widgets.seed_color(url, S.CMP_COLOR)
     color_by = widgets.color_by(S.CMP_COLOR, top[0])
     if top[1].button("Clear highlight", key=S.CMP_CLEAR):
         views.clear_highlight(P)
@@ -188,12 +190,12 @@ deltas = {m.name: [r[key] for r in per_class_rows if r["model"] == m.name] for m
 st.plotly_chart(per_class_delta_figure(labels, deltas, metric=metric, reference=ref.name), key="cmp_per_class_delta")
 st.caption("Training samples per class come from the dataset spec the checkpoints record; tail = the 3 smallest classes "
            "of a long-tailed training set. Test n is the number of samples of each class in this split.")
-st.dataframe(per_class_table(per_class_rows, names), hide_index=True, width="stretch")
+st.dataframe(per_class_table(per_class_rows, ({"F1": "f1"}.get(metric, metric),)), hide_index=True, width="stretch")
 
 # --- 3. deltas and flips against the reference
 for m in cmp.models[1:]:
     st.subheader(f"{m.name} vs {ref.name}")
-    left, right = st.columns([1, 1])
+    left, right = st.columns([5, 6])
     left.plotly_chart(delta_figure(m.delta_normalized if normalized else m.delta, class_names,
                                    title=f"confusion change ({m.name} − {ref.name})"), key=f"cmp_delta_{m.name}")
     left.caption(f"Blue: {m.name} is better there (more correct answers on the diagonal, fewer errors off it); red: "

@@ -53,14 +53,17 @@ class UrlState:
 
     def __init__(self, page: str):
         self.page = page
-        self._params: dict[str, str] = {}  # url name -> session key
+        self._params: dict[str, tuple[str, Any, Callable[[Any], Any]]] = {}  # url name -> (session key, default, dump)
         self._extra: dict[str, str | None] = {}
         self.warnings: list[str] = []
         current = {k: st.query_params.get(k) for k in st.query_params.keys()}
         self.current = current
         last = st.session_state.get(self._last_key)
-        # the URL speaks when it changed behind our back (new session, reload, Back, a pasted link)
+        # the URL speaks when it changed behind our back (new session, reload, Back, a pasted link);
+        # then a parameter it leaves out means that setting's default (defaults are not written),
+        # unless it has no parameters at all: a page opened from the sidebar keeps its last view
         self.url_speaks = last is None or current != last
+        self.absent_means_default = self.url_speaks and bool(current)
 
     @property
     def _last_key(self) -> str:
@@ -75,12 +78,16 @@ class UrlState:
         return self.current.get(name) if self.url_speaks else None
 
     def seed(self, key: str, name: str, default: Any, options: Sequence | None = None,
-             parse: Callable[[str], Any] = str) -> None:
+             parse: Callable[[str], Any] = str, dump: Callable[[Any], Any] | None = None) -> None:
         """Give widget ``key`` its value before it is drawn: the URL's ``name`` when the URL
         speaks (a value outside ``options`` or that ``parse`` rejects is a warning and is
-        ignored), else the widget's own state, else what this page last had, else ``default``."""
-        self._params[name] = key
+        ignored), else the widget's own state, else what this page last had, else ``default``.
+        ``dump`` turns the value into what the URL shows (``parse`` must read it back)."""
+        self._params[name] = (key, default, dump or (lambda v: v))
         raw = self.asked(name)
+        if raw is None and self.absent_means_default:
+            st.session_state[key] = default
+            return
         if raw is not None:
             try:
                 value = parse(raw)
@@ -102,10 +109,14 @@ class UrlState:
 
     def publish(self) -> None:
         """Write every seeded widget's value (and the extras) into the URL."""
-        values = {name: _dump(st.session_state.get(key)) for name, key in self._params.items()}
+        values = {}
+        for name, (key, default, dump) in self._params.items():
+            value = st.session_state.get(key)
+            if value is not None and value != default:  # defaults stay out: short links
+                values[name] = _dump(dump(value))
         values.update(self._extra)
         values = {k: v for k, v in values.items() if v not in (None, "")}
         if values != self.current:
             st.query_params.from_dict(values)
         st.session_state[self._last_key] = values
-        st.session_state[self._saved_key] = {key: st.session_state.get(key) for key in self._params.values()}
+        st.session_state[self._saved_key] = {key: st.session_state.get(key) for key, _, _ in self._params.values()}

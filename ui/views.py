@@ -126,6 +126,8 @@ def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_n
     for i, (col, cm, title) in enumerate(zip(cols, matrices, titles)):
         fig = clickable_cells(confusion_figure(cm, class_names, normalized=normalized, title=title), cm, class_names)
         fig.update_layout(height=420, clickmode="event+select", dragmode=False)
+        if len(matrices) > 1:  # side by side the colour bars eat the cells; hover and the numbers carry the values
+            fig.update_traces(showscale=False, selector={"type": "heatmap"})
         if cell is not None:
             view, t, p = cell
             fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,

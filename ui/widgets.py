@@ -91,6 +91,20 @@ def scatter_look(prefix: str, class_names, method: str, container=None):
     return Look(marker_size=size, opacity=opacity, isolate=tuple(isolate) or None, axis_titles=(f"{label} 1", f"{label} 2"))
 
 
+def seed_color(url, key: str) -> None:
+    """``color=true|pred|correct|confidence`` (the labels are accepted too)."""
+    short = {v: k for k, v in COLOR_BY.items()}
+
+    def parse(text: str) -> str:
+        if text in COLOR_BY:
+            return text
+        if text in short:
+            return short[text]
+        raise ValueError(f"not one of {', '.join(short)}")
+
+    url.seed(key, "color", list(COLOR_BY)[0], parse=parse, dump=COLOR_BY.get)
+
+
 def color_by(key: str, container=None) -> str:
     c = container or st
     label = c.radio("Colour by", list(COLOR_BY), key=key, horizontal=True)

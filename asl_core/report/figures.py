@@ -284,7 +284,7 @@ def per_class_delta_figure(class_labels: Sequence[str], deltas: dict[str, Sequen
     for j, m in enumerate(models):
         d = np.asarray(deltas[m], dtype=float)[order]
         fig.add_bar(y=labels, x=d, orientation="h", name=m, marker_color=palette[j % len(palette)],
-                    text=[f"{v:+.2f}" for v in d], textposition="outside", cliponaxis=False,
+                    text=["" if abs(v) < 0.005 else f"{v:+.2f}" for v in d], textposition="outside", cliponaxis=False,
                     hovertemplate="%{y}<br>" + m + " − " + reference + " " + metric + " %{x:+.3f}<extra></extra>")
     bound = float(np.nanmax(np.abs([v for m in models for v in deltas[m]]))) if len(class_labels) else 0.0
     bound = max(bound, 0.05) * 1.25

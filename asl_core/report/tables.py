@@ -37,13 +37,13 @@ def summary_table(cmp: Comparison) -> pd.DataFrame:
                "macro-F1": round(m.metrics["macro_f1"], 3), "trustworthiness": round(m.projection.trustworthiness, 3),
                "n": m.metrics["n"]}
         # as people read it ("p < 0.001"), never a long string of zeros
-        row["McNemar p vs " + cmp.reference.name] = format_p(m.mcnemar["pvalue"]) if m.mcnemar is not None else None
+        row["McNemar p vs " + cmp.reference.name] = format_p(m.mcnemar["pvalue"]) if m.mcnemar is not None else "—"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-FLIP_COLUMNS = {"net": "net", "wrong_to_right": "wrong→right", "right_to_wrong": "right→wrong", "both_right": "both right",
-                "both_wrong": "both wrong", "n": "n"}
+FLIP_COLUMNS = {"net": "net", "wrong_to_right": "wrong→right", "right_to_wrong": "right→wrong", "both_right": "both ✓",
+                "both_wrong": "both ✗", "n": "n"}
 
 
 def flip_table(cmp: Comparison, m: ModelAnalysis) -> pd.DataFrame:
@@ -78,6 +78,12 @@ def export_table(cmp: Comparison) -> pd.DataFrame:
 
 
 def _signed(v: float, digits: int = 3) -> str:
+    """``+0.023``, ``−0.010``; a value that would print as ±0.000 but is not zero gets one more
+    significant digit (``−0.0004``), and zero is ``0.000`` (never ``−0.000``)."""
+    if v == 0 or round(v, digits) == 0 and digits == 0:
+        return f"{0:.{digits}f}"
+    if round(v, digits) == 0:
+        return f"{v:+.1g}".replace("-", "−")
     return f"{v:+.{digits}f}".replace("-", "−")
 
 
@@ -93,10 +99,14 @@ def headline_lines(h: Headline, class_names) -> list[str]:
     """The headline of one compared model as markdown lines: the verdict, the two differences
     with their intervals, the classes that gained and lost most, the layer's separability."""
     pct = round(h.level * 100)
+    acc_excludes_zero = h.accuracy["low"] > 0 or h.accuracy["high"] < 0
     if h.significant:
         direction = "more" if h.accuracy["delta"] > 0 else "fewer"
         verdict = (f"**{h.model} gets {direction} samples right than {h.reference}, and the difference is significant** "
                    f"(McNemar's exact test, {format_p(h.pvalue)}).")
+    elif acc_excludes_zero:
+        verdict = (f"**Borderline: {h.model} vs {h.reference}.** The bootstrap interval of the accuracy difference excludes 0, "
+                   f"but McNemar's exact test does not reject at the 5% level ({format_p(h.pvalue)}); treat it as unconfirmed.")
     else:
         verdict = (f"**No significant difference between {h.model} and {h.reference}** (McNemar's exact test, "
                    f"{format_p(h.pvalue)}): on these {h.n} samples the change could be chance.")
@@ -121,21 +131,24 @@ def headline_lines(h: Headline, class_names) -> list[str]:
     return lines
 
 
-def per_class_table(rows: list[dict[str, Any]], models: list[str]) -> pd.DataFrame:
+METRIC_LABELS = {"recall": "recall", "precision": "precision", "f1": "F1"}
+
+
+def per_class_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = ("recall", "precision", "f1")) -> pd.DataFrame:
     """Wide per-class table from ``story.per_class_rows``: one row per class with its training count,
-    a tail mark, and per model recall / precision / F1 (``Δ`` columns against the first model)."""
+    a tail mark, its test count, and per model each of ``metrics`` (``"{model} F1"``), then the
+    change of each against the first model (``"Δ F1 {model}"``)."""
     out: dict[int, dict[str, Any]] = {}
+    deltas: dict[int, dict[str, Any]] = {}
     for r in rows:
         row = out.setdefault(r["class"], {"class": r["class_name"], "train n": r["train_count"],
                                           "tail": "tail" if r["tail"] else "", "test n": r["support"]})
         m = r["model"]
-        row[f"{m} recall"] = round(r["recall"], 3)
-        row[f"{m} precision"] = round(r["precision"], 3)
-        row[f"{m} F1"] = round(r["f1"], 3)
-        if r["d_f1"] is not None:
-            row[f"Δ F1 {m}"] = round(r["d_f1"], 3)
-            row[f"Δ recall {m}"] = round(r["d_recall"], 3)
-    return pd.DataFrame(list(out.values()))
+        for key in metrics:
+            row[f"{m} {METRIC_LABELS[key]}"] = round(r[key], 3)
+            if r[f"d_{key}"] is not None:
+                deltas.setdefault(r["class"], {})[f"Δ {METRIC_LABELS[key]} {m}"] = round(r[f"d_{key}"], 3)
+    return pd.DataFrame([{**row, **deltas.get(c, {})} for c, row in out.items()])
 
 
 def sample_table(cmp: Comparison) -> pd.DataFrame:

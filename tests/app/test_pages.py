@@ -139,7 +139,9 @@ def test_explore_runs_and_switches(app_env):
     # digits-hard keeps round(60 * 10^(-k/9)) training images of class k: 0 is the largest, 7-9 the tail
     assert per_class["train n"].iloc[0] > per_class["train n"].iloc[9]
     assert list(per_class.loc[per_class["tail"] == "tail", "class"]) == ["7", "8", "9"]
-    assert at.query_params["model"] == "baseline.safetensors" and at.query_params["proj"] == "pca"
+    assert "model" not in at.query_params and "proj" not in at.query_params  # defaults stay out of the link
+    at.selectbox(key=S.proj_key(S.EXP_PREFIX, "method")).set_value("tsne").run()
+    assert at.query_params["proj"] == "tsne"
     assert at.subheader[0].value == "Selection: 0 sample(s)"
     for key, value in [(S.EXP_MODEL, "clonal.safetensors"), (S.EXP_LAYER, "block3"), (S.EXP_SPLIT, "val"),
                        (S.proj_key(S.EXP_PREFIX, "method"), "tsne"), (S.EXP_NORMALIZED, True)]:
@@ -161,7 +163,7 @@ def test_compare_defaults_and_downloads(app_env):
     assert len(at.get("plotly_chart")) == 3 + 3 + 1 + 2 + 1
     summary = at.dataframe[0].value
     assert list(summary["model"]) == ["baseline", "asloss", "clonal"]
-    assert summary["McNemar p vs baseline"].notna().sum() == 2
+    assert summary["McNemar p vs baseline"].str.startswith("p ").tolist() == [False, True, True]  # "p = 0.062", never 0.0000
     at.toggle(key=S.CMP_DOWNLOADS).set_value(True).run()
     assert not at.exception and len(at.get("download_button")) == 4
     at.selectbox(key=S.CMP_LAYER).set_value("block2").run()
@@ -179,7 +181,10 @@ def test_compare_headline_and_per_class(app_env):
     assert "McNemar's exact test, p" in body and "Net flips (wrong→right minus right→wrong)" in body
     assert "Separability of `embedding`" in body
     per_class = next(d.value for d in at.dataframe if "train n" in d.value.columns)
-    assert {"baseline F1", "asloss recall", "Δ F1 asloss", "Δ F1 clonal"} <= set(per_class.columns)
+    assert {"baseline F1", "asloss F1", "Δ F1 asloss", "Δ F1 clonal"} <= set(per_class.columns)
+    at.radio(key=S.CMP_DELTA_METRIC).set_value("recall").run()
+    per_class = next(d.value for d in at.dataframe if "train n" in d.value.columns)
+    assert {"baseline recall", "Δ recall clonal"} <= set(per_class.columns) and "baseline F1" not in per_class.columns
     assert per_class["tail"].tolist().count("tail") == 3
     flips = next(d.value for d in at.dataframe if "net" in d.value.columns)
     assert list(flips.columns[:2]) == ["class", "net"]  # the useful column first, never cut off
@@ -223,9 +228,10 @@ def test_compare_link_restores_view_and_neighbours(app_env):
     body = texts(at)
     assert "**clonal** predicts" in body and "**baseline** predicts" in body and "nearest neighbours in `block3`" in body
     # the URL now says everything the widgets say, and follows a change
-    assert at.query_params["models"] == "clonal.safetensors,baseline.safetensors" and at.query_params["hl"] == str(sample)
+    assert at.query_params["models"] == "clonal,baseline" and at.query_params["hl"] == str(sample)
+    assert at.query_params["color"] == "pred" and at.query_params["perplexity"] == "7"
     at.selectbox(key=S.CMP_SPLIT).set_value("test").run()
-    assert at.query_params["split"] == "test" and at.query_params["layer"] == "block3"
+    assert "split" not in at.query_params and at.query_params["layer"] == "block3"
 
 
 def test_compare_link_with_bad_values_warns(app_env):
