@@ -109,7 +109,7 @@ visible = [c for c in shown.columns if not c.startswith("_")]
 st.caption(f"{len(shown)} of {len(table)} samples · click rows to highlight them in every view (one row also shows its "
            "neighbours below).")
 column_config = {f"{n} conf": st.column_config.NumberColumn(f"{n} conf", format="%.3f") for n in names}
-st.dataframe(shown[visible], hide_index=True, width="stretch", height=300, on_select=views.remember(("table", 0), P),
+st.dataframe(shown[visible], hide_index=True, width="stretch", height=min(300, 35 * (len(shown) + 1) + 3), on_select=views.remember(("table", 0), P),
              selection_mode="multi-row", key=S.CMP_TABLE, column_config=column_config)
 table_ids = [int(shown["sample"].iloc[r]) for r in selection.table_rows(S.CMP_TABLE) if r < len(shown)]
 if st.button(f"Highlight these {min(len(shown), views.MAX_URL_IDS)} rows in every view", key=S.CMP_HIGHLIGHT_ROWS,
