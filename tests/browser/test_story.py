@@ -5,6 +5,7 @@ reopens the same view. Screenshots: tests/_artifacts/story_*.png."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,11 +21,16 @@ def highlighted(page) -> str:
     return next((t for t in heading_texts(page) if t.startswith("Highlighted samples")), "")
 
 
-def dimmed_views(page) -> list[bool]:
-    """Per scatter on the page: does it dim some points (a per-point opacity array)?"""
-    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
-        .filter(gd => gd._fullLayout && gd._fullLayout.dragmode === 'lasso')
-        .map(gd => gd._fullData.some(t => t.marker && typeof t.marker.opacity === 'object'))""")
+# per scatter (the charts whose drag mode is the lasso): does it dim some points (per-point opacities)?
+DIMMED_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(gd => gd._fullLayout && gd._fullLayout.dragmode === 'lasso')
+    .map(gd => gd._fullData.some(t => t.marker && typeof t.marker.opacity === 'object'))"""
+
+
+def wait_dimmed(page, expected: list[bool], timeout: float = 30_000) -> None:
+    """Wait until the scatters' dimming is ``expected`` (charts redraw after the run ends)."""
+    want = json.dumps(expected, separators=(",", ":"))
+    page.wait_for_function(f"() => JSON.stringify(({DIMMED_JS})()) === '{want}'", timeout=timeout)
 
 
 def click_first_point(page, chart_index: int) -> None:
@@ -37,6 +43,9 @@ def click_first_point(page, chart_index: int) -> None:
         const r = gd.getBoundingClientRect();
         return {x: r.left + xa._offset + xa.c2p(pt.x), y: r.top + ya._offset + ya.c2p(pt.y)};
     }""", chart_index)
+    page.mouse.move(pos["x"] - 5, pos["y"] - 5)
+    page.mouse.move(pos["x"], pos["y"], steps=3)  # plotly clicks what it hovers: hover first
+    page.wait_for_timeout(400)
     page.mouse.click(pos["x"], pos["y"])
 
 
@@ -67,15 +76,14 @@ def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = Non
         samples_table = 1  # the summary table comes first; the grid is a canvas, its headers are no DOM text
         assert tables.count() >= 2
         page.get_by_text("Flipped", exact=True).click()
-        page.get_by_text(re.compile(r"^\d+ of \d+ samples")).wait_for(timeout=30_000)
+        page.wait_for_url(re.compile("flipped=1"), timeout=60_000)  # the URL is written at the end of the run
         wait_idle(page)
         shown, total = map(int, re.match(r"(\d+) of (\d+)", page.get_by_text(re.compile(r"^\d+ of \d+ samples")).inner_text()).groups())
         assert 0 < shown < total, (shown, total)
-        assert "flipped=1" in page.url
         click_table_row(page, samples_table, 0)
         page.get_by_text("Highlighted samples: 1 clicked in the sample table").wait_for(timeout=30_000)
         wait_idle(page)
-        assert dimmed_views(page) == [True, True]  # both scatters dim everything but the sample
+        wait_dimmed(page, [True, True])  # both scatters dim everything but the sample
         # 5. its neighbours in both models, with images
         page.get_by_text(re.compile("baseline predicts")).wait_for(timeout=30_000)
         assert page.get_by_text(re.compile("clonal predicts")).count() == 1
@@ -88,9 +96,10 @@ def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = Non
         page.reload()
         page.get_by_text("Highlighted samples: 1 chosen").wait_for(timeout=180_000)
         wait_idle(page, timeout=120_000)
-        assert page.locator('[data-testid="stCheckbox"]').filter(has_text="Flipped").locator("input").is_checked()
-        assert f"#{sample} (the sample)" in page.locator("body").inner_text()
-        assert dimmed_views(page) == [True, True]
+        body = page.locator("body").inner_text()
+        assert f"{shown} of {total} samples" in body  # the flips filter came back with the link
+        assert f"#{sample} (the sample)" in body
+        wait_dimmed(page, [True, True])
         full_screenshot(page, artifacts / "story_03_after_reload.png", width=1280)
 
         # a click on a point selects it: highlighted in the other view, neighbours in both
@@ -101,7 +110,7 @@ def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = Non
         page.get_by_text("Highlighted samples: 1 selected in baseline").wait_for(timeout=30_000)
         page.get_by_text(re.compile("clonal predicts")).wait_for(timeout=30_000)
         wait_idle(page)
-        assert dimmed_views(page)[1]
+        wait_dimmed(page, [False, True])  # the clicked view keeps its own selection; the other is highlighted
         full_screenshot(page, artifacts / "story_04_point_click.png", width=1280)
 
 
