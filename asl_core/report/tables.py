@@ -79,11 +79,11 @@ def export_table(cmp: Comparison) -> pd.DataFrame:
 
 def _signed(v: float, digits: int = 3) -> str:
     """``+0.023``, ``−0.010``; a value that would print as ±0.000 but is not zero gets one more
-    significant digit (``−0.0004``), and zero is ``0.000`` (never ``−0.000``)."""
+    decimal (``−0.0004``), and zero is ``0.000`` (never ``−0.000``)."""
     if v == 0 or round(v, digits) == 0 and digits == 0:
         return f"{0:.{digits}f}"
     if round(v, digits) == 0:
-        return f"{v:+.1g}".replace("-", "−")
+        return f"{v:+.{digits + 1}f}".replace("-", "−")
     return f"{v:+.{digits}f}".replace("-", "−")
 
 

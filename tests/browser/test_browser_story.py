@@ -58,9 +58,11 @@ def click_table_row(page, table_testid_index: int, row: int) -> None:
     page.mouse.click(box["x"] + 16, box["y"] + header + row_height * (row + 0.5))
 
 
-def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = None) -> None:
+def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = None, models: str = MODELS) -> None:
+    """The whole story against the library in ``folder``; ``models``: the reference first, then one other."""
+    other = models.split(",")[1]
     with streamlit_server(folder, cache, log=log) as url, browser_page(width=1280) as page:
-        page.goto(f"{url}/Compare?models={MODELS}")
+        page.goto(f"{url}/Compare?models={models}")
         page.get_by_text("paired bootstrap intervals").first.wait_for(timeout=180_000)
         page.locator(".js-plotly-plot").nth(4).wait_for(timeout=120_000)
         wait_idle(page, timeout=120_000)
@@ -86,7 +88,7 @@ def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = Non
         wait_dimmed(page, [True, True])  # both scatters dim everything but the sample
         # 5. its neighbours in both models, with images
         page.get_by_text(re.compile("baseline predicts")).wait_for(timeout=30_000)
-        assert page.get_by_text(re.compile("clonal predicts")).count() == 1
+        assert page.get_by_text(re.compile(f"{other} predicts")).count() == 1
         assert page.get_by_text("(the sample)").count() == 2
         full_screenshot(page, artifacts / "story_02_flips_row_neighbours.png", width=1280)
         link = page.url
@@ -108,7 +110,7 @@ def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = Non
         wait_idle(page)
         click_first_point(page, 0)
         page.get_by_text("Highlighted samples: 1 selected in baseline").wait_for(timeout=30_000)
-        page.get_by_text(re.compile("clonal predicts")).wait_for(timeout=30_000)
+        page.get_by_text(re.compile(f"{other} predicts")).wait_for(timeout=30_000)
         wait_idle(page)
         wait_dimmed(page, [False, True])  # the clicked view keeps its own selection; the other is highlighted
         full_screenshot(page, artifacts / "story_04_point_click.png", width=1280)
