@@ -120,6 +120,7 @@ st.plotly_chart(per_class_figure(labels, {k: [r[k] for r in rows] for k in ("rec
                                  title=f"{m.name}: recall, precision and F1 per class"), key=S.EXP_PER_CLASS)
 st.caption("Under each class: its training samples (from the dataset spec in the checkpoint); tail = the 3 smallest "
            "classes of a long-tailed training set.")
-st.dataframe(per_class_table(rows), hide_index=True, width="stretch")
+per_class_df = per_class_table(rows)
+st.dataframe(per_class_df, hide_index=True, width="stretch", column_config=views.decimals(per_class_df))
 
 url.publish()

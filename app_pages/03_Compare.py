@@ -190,7 +190,8 @@ deltas = {m.name: [r[key] for r in per_class_rows if r["model"] == m.name] for m
 st.plotly_chart(per_class_delta_figure(labels, deltas, metric=metric, reference=ref.name), key="cmp_per_class_delta")
 st.caption("Training samples per class come from the dataset spec the checkpoints record; tail = the 3 smallest classes "
            "of a long-tailed training set. Test n is the number of samples of each class in this split.")
-st.dataframe(per_class_table(per_class_rows, ({"F1": "f1"}.get(metric, metric),)), hide_index=True, width="stretch")
+per_class_df = per_class_table(per_class_rows, ({"F1": "f1"}.get(metric, metric),))
+st.dataframe(per_class_df, hide_index=True, width="stretch", column_config=views.decimals(per_class_df))
 
 # --- 3. deltas and flips against the reference
 for m in cmp.models[1:]:

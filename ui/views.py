@@ -251,3 +251,10 @@ def figures_for_download(view_arrays, titles, cmp, color_by: str, normalized: bo
     figs += [confusion_figure(m.confusion_normalized if normalized else m.confusion, cmp.class_names,
                               normalized=normalized, title=m.name) for m in cmp.models]
     return figs
+
+
+def decimals(table, digits: int = 3) -> dict:
+    """``column_config`` that prints every float column of ``table`` with ``digits`` decimals
+    (so 0.03 and 0.054 line up as 0.030 and 0.054)."""
+    return {c: st.column_config.NumberColumn(c, format=f"%.{digits}f") for c in table.columns
+            if str(table[c].dtype).startswith("float")}
