@@ -1,14 +1,18 @@
-"""Explore one model: its projection of a layer, a selection inspector, its confusion matrix
-and the layer's separability figures."""
+"""Explore one model: its projection of a layer, a selection inspector (box, lasso, a point
+click or a confusion cell), its confusion matrix, per-class scores with training counts and
+the layer's separability figures. Every view setting lives in the URL."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from asl_core.models import embedding_layer, list_layers
-from ui import analysis, images, library, page, selection, views, widgets
+from asl_core.report.figures import per_class_figure
+from asl_core.report.tables import per_class_table
+from ui import analysis, images, library, page, views, widgets
 from ui import state as S
 from ui.errors import user_errors
+from ui.urlstate import UrlState, parse_ids
 
 settings = page.setup("Explore")
 st.title("Explore a model")
@@ -18,17 +22,35 @@ if not files:
     st.info("The library is empty: add a checkpoint on the Checkpoints page.")
     st.stop()
 
+url = UrlState(S.EXP_PREFIX)
+P = S.EXP_PREFIX
+
+
+def parse_model(text: str) -> str:
+    found, unknown = library.resolve_models(files, text)
+    if unknown or not found:
+        raise ValueError(f"no checkpoint {text!r} in the library")
+    return found[0]
+
+
 with st.sidebar, user_errors():
     # the demo baseline first: what the other methods are measured against
-    chosen = st.selectbox("Model", files, index=files.index("baseline.safetensors") if "baseline.safetensors" in files else 0,
-                          key=S.EXP_MODEL)
+    url.seed(S.EXP_MODEL, "model", "baseline.safetensors" if "baseline.safetensors" in files else files[0], options=files,
+             parse=parse_model, dump=lambda f: f.removesuffix(".safetensors"))
+    chosen = st.selectbox("Model", files, key=S.EXP_MODEL)
     path = library.library_path(settings.checkpoints_dir, chosen)
     model = library.load_model(path)
+    url.seed(S.EXP_SPLIT, "split", "test", options=widgets.SPLITS)
     split = st.selectbox("Split", widgets.SPLITS, key=S.EXP_SPLIT)
     layers = list_layers(model.model)
     default = embedding_layer(model.meta.arch)
-    layer = st.selectbox("Layer", layers, index=layers.index(default) if default in layers else 0, key=S.EXP_LAYER)
-    config = widgets.projection_config(S.EXP_PREFIX)
+    url.seed(S.EXP_LAYER, "layer", default if default in layers else layers[0], options=layers)
+    layer = st.selectbox("Layer", layers, key=S.EXP_LAYER)
+    widgets.seed_projection(url, P)
+    config = widgets.projection_config(P)
+
+for warning in url.warnings:
+    st.warning(warning)
 
 with user_errors():
     cmp = analysis.run([path], split, layer, config, metric_layers=[layer])
@@ -41,22 +63,47 @@ st.caption(f"{m.name}: {m.method}, {m.arch} · {split} split, {len(m.features)} 
 for note in cmp.notes:
     st.info(note)
 
+if (hl_text := url.asked("hl")) is not None:
+    try:
+        views.set_ids(P, parse_ids(hl_text))
+        missing = sorted(set(parse_ids(hl_text)) - set(m.features.index.tolist()))
+        if missing:
+            st.warning(f"The link highlights sample(s) {', '.join(map(str, missing[:10]))}, not in the {split} split.")
+    except ValueError:
+        st.warning(f"Ignored `hl={hl_text}` from the link: sample ids are whole numbers separated by commas.")
+elif (cell_text := url.asked("cell")) is not None:
+    try:
+        views.set_url_cell(P, views.parse_cell(cell_text))
+    except ValueError as exc:
+        st.warning(f"Ignored `cell={cell_text}` from the link: {exc}.")
+hl = views.highlight(cmp, P)
+url.set_extra("hl", hl.url["hl"])
+url.set_extra("cell", hl.url["cell"])
+
+widgets.seed_color(url, S.EXP_COLOR)
 color_by = widgets.color_by(S.EXP_COLOR)
-views.scatter_row([view], [f"{m.name} · {layer}"], cmp.class_names, color_by, None, S.EXP_PREFIX, source=0)
-ids = selection.chart_ids(S.scatter_key(S.EXP_PREFIX, 0))
-st.subheader(f"Selection: {len(ids)} sample(s)")
-if ids:
-    images.inspector(library.split_of(m.features, model.meta), ids, m.features.labels, m.features.preds,
+widgets.seed_look(url, P, len(cmp.class_names))
+look = widgets.scatter_look(P, cmp.class_names, config.method)
+views.scatter_row([view], [f"{m.name} · {layer} · trust {m.projection.trustworthiness:.3f}"], cmp.class_names, color_by,
+                  hl.ids, P, source=hl.source_view, look=look, legend_in_chart=True)
+st.caption(views.TRUST_NOTE)
+n_sel = len(hl.ids or [])
+st.subheader(f"Selection: {n_sel} sample(s)")
+if hl.ids:
+    st.caption(hl.title.replace("Highlighted samples: ", ""))
+    images.inspector(library.split_of(m.features, model.meta), hl.ids, m.features.labels, m.features.preds,
                      m.features.confidence, m.features.index, cmp.class_names)
 else:
-    st.caption("Drag a box or a lasso on the scatter (or click a point) to see those inputs here.")
+    st.caption("Drag a box or a lasso on the scatter, click a point, or click a confusion cell to see those inputs here.")
 
 left, right = st.columns(2)
 with left:
     st.subheader("Confusion matrix")
+    url.seed(S.EXP_NORMALIZED, "normalized", False, parse=lambda t: t == "1")
     normalized = st.toggle("Row-normalised", key=S.EXP_NORMALIZED)
-    st.plotly_chart(views.confusion_figure(m.confusion_normalized if normalized else m.confusion, cmp.class_names,
-                                           normalized=normalized, title=m.name), key=S.confusion_key(S.EXP_PREFIX, 0))
+    views.confusion_row([m.confusion_normalized if normalized else m.confusion], [m.name], cmp.class_names, P,
+                        normalized=normalized, cell=hl.cell)
+    st.caption("Click a cell to see its samples (true = row, predicted = column) above and in the scatter.")
 with right:
     st.subheader(f"Separability of `{layer}`")
     sep = m.separability[layer]
@@ -65,3 +112,15 @@ with right:
         cols[i % 3].metric(label, format(sep[key], fmt) if sep.get(key) is not None else "—")
     if sep.get("note"):
         st.caption(sep["note"])
+
+st.subheader("Per class", anchor="per-class")
+rows = analysis.per_class(cmp)
+labels = [f"{r['class_name']} · {r['train_count']}" + (" · tail" if r["tail"] else "") for r in rows]
+st.plotly_chart(per_class_figure(labels, {k: [r[k] for r in rows] for k in ("recall", "precision", "f1")},
+                                 title=f"{m.name}: recall, precision and F1 per class"), key=S.EXP_PER_CLASS)
+st.caption("Under each class: its training samples (from the dataset spec in the checkpoint); tail = the 3 smallest "
+           "classes of a long-tailed training set.")
+per_class_df = per_class_table(rows)
+st.dataframe(per_class_df, hide_index=True, width="stretch", column_config=views.decimals(per_class_df))
+
+url.publish()

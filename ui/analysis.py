@@ -78,3 +78,49 @@ def cell_samples(m: ModelAnalysis, true: int, pred: int) -> list[int]:
     """Dataset sample indices with true class ``true`` that ``m`` predicted as ``pred``."""
     f = m.features
     return sorted(int(i) for i in f.index[(f.labels == true) & (f.preds == pred)])
+
+
+# --------------------------------------------------------------------------- derived, memoised per comparison
+
+_DERIVED: OrderedDict = OrderedDict()
+_DERIVED_LOCK = threading.Lock()
+
+
+def _derived(cmp: Comparison, what: str, make):
+    """``make()`` once per comparison object (the comparison is held in the entry, so its id is
+    not reused while the entry lives): reruns after a click recompute nothing."""
+    key = (id(cmp), what)
+    with _DERIVED_LOCK:
+        if key in _DERIVED:
+            _DERIVED.move_to_end(key)
+            return _DERIVED[key][1]
+    value = make()
+    with _DERIVED_LOCK:
+        _DERIVED[key] = (cmp, value)
+        while len(_DERIVED) > 8 * MEMORY_ENTRIES:
+            _DERIVED.popitem(last=False)
+    return value
+
+
+def headlines(cmp: Comparison) -> list:
+    from asl_core.engine.story import headline
+
+    return _derived(cmp, "headlines", lambda: [headline(cmp, m) for m in cmp.models[1:]])
+
+
+def per_class(cmp: Comparison) -> list[dict]:
+    from asl_core.engine.story import per_class_rows
+
+    return _derived(cmp, "per_class", lambda: per_class_rows(cmp))
+
+
+def samples(cmp: Comparison):
+    from asl_core.report.tables import sample_table
+
+    return _derived(cmp, "samples", lambda: sample_table(cmp))
+
+
+def neighbours(cmp: Comparison, sample_id: int, k: int) -> list:
+    from asl_core.engine.story import neighbours as find
+
+    return _derived(cmp, f"neighbours {sample_id} {k}", lambda: find(cmp, sample_id, k))

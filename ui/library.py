@@ -175,12 +175,27 @@ def storage_panel(settings) -> None:
                         "(least recently used go first)")
 
 
+def resolve_models(files: list[str], asked: str) -> tuple[list[str], list[str]]:
+    """A link's ``models=a,b.safetensors``: names with or without the extension -> ``(library
+    files in the order asked, unknown names)``. Duplicates are dropped."""
+    found, unknown = [], []
+    for name in (n.strip() for n in asked.split(",")):
+        if not name:
+            continue
+        file = name if name.endswith(CHECKPOINT_SUFFIX) else f"{name}{CHECKPOINT_SUFFIX}"
+        if file in files:
+            if file not in found:
+                found.append(file)
+        else:
+            unknown.append(name)
+    return found, unknown
+
+
 def default_comparison(files: list[str], asked: str | None = None) -> list[str]:
-    """``asked`` (a link's ``?models=a,b``) when those are in the library, else the demo trio
-    when present, else the first three files."""
+    """``asked`` (a link's ``?models=a,b``, with or without the extension) when at least two of
+    them are in the library, else the demo trio when present, else the first three files."""
     if asked:
-        wanted = [f"{safe}{CHECKPOINT_SUFFIX}" for safe in (n.strip() for n in asked.split(",")) if safe]
-        wanted = [f for f in wanted if f in files][:3]
+        wanted = resolve_models(files, asked)[0][:3]
         if len(wanted) >= 2:
             return wanted
     demo = [f"{n}{CHECKPOINT_SUFFIX}" for n in DEMO_COMPARISON if f"{n}{CHECKPOINT_SUFFIX}" in files]

@@ -50,3 +50,15 @@ def heatmap_cell(event: Any, class_names: tuple[str, ...] | list[str]) -> tuple[
         if 0 <= row < len(names) and 0 <= col < len(names):
             return row, col
     return None
+
+
+def table_rows(key: str) -> list[int]:
+    """Positions of the rows selected in the ``st.dataframe`` with widget key ``key``."""
+    event = st.session_state.get(key)
+    if event is None:
+        return []
+    sel = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    if not sel:
+        return []
+    rows = sel.get("rows") if isinstance(sel, dict) else getattr(sel, "rows", None)
+    return [int(r) for r in rows or []]

@@ -39,6 +39,7 @@ EXP_COLOR = "exp_color"
 EXP_NORMALIZED = "exp_normalized"
 EXP_SCATTER = "exp_scatter"
 EXP_PREFIX = "exp"          # chart keys: exp_scatter_0, exp_confusion_0
+EXP_PER_CLASS = "exp_per_class"
 
 # --- widget keys: Compare
 CMP_MODELS = "cmp_models"
@@ -55,6 +56,22 @@ CMP_DL_FIGURES = "cmp_dl_figures"
 CMP_DL_REPORT = "cmp_dl_report"
 CMP_METRIC_LAYERS = "cmp_metric_layers"
 CMP_PREFIX = "cmp"          # chart keys: cmp_scatter_{i}, cmp_confusion_{i}
+CMP_DELTA_METRIC = "cmp_delta_metric"
+CMP_TABLE = "cmp_samples"
+CMP_F_FLIPPED = "cmp_f_flipped"
+CMP_F_WRONG_ALL = "cmp_f_wrong_all"
+CMP_F_CLASSES = "cmp_f_classes"
+CMP_F_PREDICTED = "cmp_f_predicted"
+CMP_F_MODEL = "cmp_f_model"
+CMP_F_CONFIDENCE = "cmp_f_confidence"
+CMP_HIGHLIGHT_ROWS = "cmp_highlight_rows"
+CMP_NEIGHBOURS_K = "cmp_neighbours_k"
+
+# --- scatter look, per page prefix: {prefix}_marker_size, {prefix}_opacity, {prefix}_isolate
+
+
+def look_key(prefix: str, name: str) -> str:
+    return f"{prefix}_{name}"
 
 
 def scatter_key(prefix: str, i: int) -> str:
@@ -71,8 +88,14 @@ def proj_key(prefix: str, name: str) -> str:
 
 
 def highlight_source_key(prefix: str) -> str:
-    """Session key of the last chart a selection came from: ``("scatter"|"cell", view index)``."""
+    """Session key of what drives the highlight: ``("scatter"|"cell", view index)``, ``("table", 0)``
+    (rows clicked in the sample table), ``("ids", 0)`` (a list kept under ``highlight_ids_key``: a
+    link's ``hl=``, or "highlight these rows") or ``("urlcell", (view, true, pred))`` (a link's ``cell=``)."""
     return f"{prefix}_highlight_source"
+
+
+def highlight_ids_key(prefix: str) -> str:
+    return f"{prefix}_highlight_ids"
 
 
 def init_state() -> None:

@@ -4,16 +4,19 @@ clickable confusion matrices and the highlight they drive."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from asl_core.report.figures import confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
+from asl_core.report.figures import class_palette, confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
 from ui import selection
 from ui import state as S
 
-SCATTER_HEIGHT = 460
+SCATTER_HEIGHT = 520
+TRUST_NOTE = ("trust = trustworthiness of the 2-D picture (0-1): how far its nearest neighbours are also "
+              "neighbours in the full-dimensional features; below ~0.9, distances on the plot mislead.")
 SVG_MAX_POINTS = 5000
 LIGHT_HOVER_POINTS = 20000
 
@@ -24,6 +27,11 @@ def _remember(source: tuple[str, int], prefix: str):
     return callback
 
 
+def remember(source: tuple[str, int], prefix: str):
+    """``on_select`` callback that makes ``source`` drive the highlight."""
+    return _remember(source, prefix)
+
+
 def highlight_source(prefix: str) -> tuple[str, int] | None:
     return st.session_state.get(S.highlight_source_key(prefix))
 
@@ -32,18 +40,57 @@ def clear_highlight(prefix: str) -> None:
     st.session_state[S.highlight_source_key(prefix)] = None
 
 
+@dataclass(frozen=True)
+class Look:
+    """How the scatters look: marker size, opacity, and the classes isolated in every view."""
+
+    marker_size: float = 6
+    opacity: float = 0.8
+    isolate: tuple[int, ...] | None = None
+    axis_titles: tuple[str, str] = ("", "")
+
+
+def shared_legend(class_names, color_by: str, isolate: Sequence[int] | None = None) -> None:
+    """One legend above all the views (instead of a legend per chart eating its width)."""
+    if color_by == "correct":
+        items = [("#2ca02c", "correct"), ("#d62728", "✕ wrong")]
+    elif color_by == "confidence":
+        st.caption("Colour: the model's confidence (max softmax), dark purple 0 → yellow 1.")
+        return
+    else:
+        palette = class_palette(len(class_names))
+        keep = set(range(len(class_names)) if isolate is None else isolate)
+        items = [(palette[c] if c in keep else "#c8c8c8", str(n)) for c, n in enumerate(class_names)]
+    title = {"true": "true class", "pred": "predicted class", "correct": ""}[color_by]
+    chips = " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
+                     f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
+                     f"{_escape(n)}</span>" for c, n in items)
+    st.markdown(f"<div style='font-size:0.9rem'><b>{title}</b>&nbsp; {chips}</div>", unsafe_allow_html=True)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
 def scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], class_names, color_by: str,
-                highlight: list[int] | None, prefix: str, source: int | None = None) -> None:
-    """One scatter per view, side by side. Selecting in view ``i`` makes it the highlight
-    source; the source view keeps its own selection and is not re-highlighted (so that its
-    figure, and thus its selection, stay put)."""
+                highlight: list[int] | None, prefix: str, source: int | None = None, look: Look = Look(),
+                legend_in_chart: bool = False) -> None:
+    """One scatter per view, side by side, one legend above them (``legend_in_chart`` for a
+    single view). Selecting in view ``i`` makes it the highlight source; the source view keeps
+    its own selection and is not re-highlighted (so that its figure, and thus its selection,
+    stay put). A click on a point selects it."""
+    if not legend_in_chart:
+        shared_legend(class_names, color_by, look.isolate)
     cols = st.columns(len(views))
     for i, (col, v, title) in enumerate(zip(cols, views, titles)):
         fig = scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], class_names, color_by=color_by,
                              highlight=None if (highlight is None or source == i) else highlight, title=title,
-                             hover_index=v["index"])
+                             hover_index=v["index"], marker_size=look.marker_size, opacity=look.opacity,
+                             show_legend=legend_in_chart, axis_titles=look.axis_titles, isolate=look.isolate)
         fig = light_when_big(svg_when_small(fig, len(v["coords"])), len(v["coords"]))
-        fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep")
+        fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep", title={"font": {"size": 14}})
         with col:
             st.plotly_chart(fig, key=S.scatter_key(prefix, i), on_select=_remember(("scatter", i), prefix),
                             selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
@@ -72,16 +119,19 @@ def light_when_big(fig: go.Figure, n: int) -> go.Figure:
 
 
 def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_names, prefix: str,
-                  normalized: bool = False, cell: tuple[int, int] | None = None) -> None:
+                  normalized: bool = False, cell: tuple[int, int, int] | None = None) -> None:
     """Confusion matrices side by side; clicking a cell makes it the highlight source.
-    ``cell`` (true, pred) is outlined in every matrix."""
+    ``cell`` (view, true, pred) is outlined in every matrix, solid in the view it came from."""
     cols = st.columns(len(matrices))
     for i, (col, cm, title) in enumerate(zip(cols, matrices, titles)):
         fig = clickable_cells(confusion_figure(cm, class_names, normalized=normalized, title=title), cm, class_names)
         fig.update_layout(height=420, clickmode="event+select", dragmode=False)
+        if len(matrices) > 1:  # side by side the colour bars eat the cells; hover and the numbers carry the values
+            fig.update_traces(showscale=False, selector={"type": "heatmap"})
         if cell is not None:
-            t, p = cell
-            fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5, line={"color": "#d62728", "width": 3})
+            view, t, p = cell
+            fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
+                          line={"color": "#d62728", "width": 3, "dash": "solid" if view == i else "dot"})
         with col:
             st.plotly_chart(fig, key=S.confusion_key(prefix, i), on_select=_remember(("cell", i), prefix),
                             selection_mode=("points",), config={"displaylogo": False})
@@ -111,37 +161,88 @@ def selected_cell(prefix: str, i: int, class_names) -> tuple[int, int] | None:
     return selection.heatmap_cell(st.session_state.get(S.confusion_key(prefix, i)), class_names)
 
 
-def clicked_cell(cmp, prefix: str) -> tuple[int, int] | None:
-    """(true, pred) of the confusion cell that drives the highlight, if one does."""
-    source = highlight_source(prefix)
-    if source is None or source[0] != "cell" or source[1] >= len(cmp.models):
-        return None
-    return selected_cell(prefix, source[1], cmp.class_names)
+@dataclass(frozen=True)
+class Highlight:
+    """What is highlighted: sample ids (``None``: nothing), the listing's title, the scatter it
+    came from (kept as is), the confusion cell ``(view, true, pred)`` it came from, and the URL
+    parameters that reproduce it (``hl`` ids or ``cell``)."""
+
+    ids: list[int] | None = None
+    title: str = "Highlighted samples: none"
+    source_view: int | None = None
+    cell: tuple[int, int, int] | None = None
+    url: dict[str, str | None] = field(default_factory=lambda: {"hl": None, "cell": None})
 
 
-def highlight(cmp, prefix: str) -> tuple[list[int] | None, str, int | None]:
-    """``(sample ids or None, listing title, source view)`` from the last selection source."""
+MAX_URL_IDS = 200
+
+
+def _ids_url(ids: list[int]) -> dict[str, str | None]:
+    return {"hl": ",".join(map(str, ids[:MAX_URL_IDS])), "cell": None}
+
+
+def set_ids(prefix: str, ids: list[int]) -> None:
+    """Highlight ``ids`` (a link's ``hl=``, "highlight these rows")."""
+    st.session_state[S.highlight_ids_key(prefix)] = list(ids)
+    st.session_state[S.highlight_source_key(prefix)] = ("ids", 0)
+
+
+def set_url_cell(prefix: str, cell: tuple[int, int, int]) -> None:
+    st.session_state[S.highlight_source_key(prefix)] = ("urlcell", tuple(cell))
+
+
+def highlight(cmp, prefix: str, table_ids: list[int] | None = None) -> Highlight:
+    """The highlight from the last selection source. ``table_ids``: the sample table's clicked rows."""
     from ui.analysis import cell_samples
 
     source = highlight_source(prefix)
+    names = cmp.class_names
+    none = Highlight()
     if source is None:
-        return None, "Highlighted samples: none", None
+        return none
     kind, i = source
-    if i >= len(cmp.models):
-        return None, "Highlighted samples: none", None
-    m = cmp.models[i]
-    if kind == "scatter":
+    if kind == "table":
+        if not table_ids:
+            return none
+        return Highlight(table_ids, f"Highlighted samples: {len(table_ids)} clicked in the sample table", None, None,
+                         _ids_url(table_ids))
+    if kind == "ids":
+        ids = [int(v) for v in st.session_state.get(S.highlight_ids_key(prefix)) or []]
+        known = set(int(v) for v in cmp.reference.features.index)
+        ids = [v for v in ids if v in known]
+        if not ids:
+            return none
+        return Highlight(ids, f"Highlighted samples: {len(ids)} chosen", None, None, _ids_url(ids))
+    if kind == "urlcell":
+        view, t, p = i
+        if not (0 <= view < len(cmp.models) and 0 <= t < len(names) and 0 <= p < len(names)):
+            return none
+        cell, i = (t, p), view
+    elif i >= len(cmp.models):
+        return none
+    elif kind == "scatter":
         ids = selection.chart_ids(S.scatter_key(prefix, i))
         if not ids:
-            return None, "Highlighted samples: none", None
-        return ids, f"Highlighted samples: {len(ids)} selected in {m.name}", i
-    cell = selected_cell(prefix, i, cmp.class_names)
-    if cell is None:
-        return None, "Highlighted samples: none", None
+            return none
+        return Highlight(ids, f"Highlighted samples: {len(ids)} selected in {cmp.models[i].name}", i, None, _ids_url(ids))
+    else:
+        cell = selected_cell(prefix, i, names)
+        if cell is None:
+            return none
     t, p = cell
+    m = cmp.models[i]
     ids = cell_samples(m, t, p)
-    names = cmp.class_names
-    return ids, f"Highlighted samples: {len(ids)} with true {names[t]}, predicted {names[p]} by {m.name}", None
+    return Highlight(ids, f"Highlighted samples: {len(ids)} with true {names[t]}, predicted {names[p]} by {m.name}", None,
+                     (i, t, p), {"hl": None, "cell": f"{i}-{t}-{p}"})
+
+
+def parse_cell(text: str) -> tuple[int, int, int]:
+    """A link's ``cell=view-true-pred``."""
+    parts = text.split("-")
+    if len(parts) != 3:
+        raise ValueError("expected view-true-predicted, e.g. 1-3-5")
+    v, t, p = (int(x) for x in parts)
+    return v, t, p
 
 
 def figures_for_download(view_arrays, titles, cmp, color_by: str, normalized: bool) -> list:
@@ -150,3 +251,10 @@ def figures_for_download(view_arrays, titles, cmp, color_by: str, normalized: bo
     figs += [confusion_figure(m.confusion_normalized if normalized else m.confusion, cmp.class_names,
                               normalized=normalized, title=m.name) for m in cmp.models]
     return figs
+
+
+def decimals(table, digits: int = 3) -> dict:
+    """``column_config`` that prints every float column of ``table`` with ``digits`` decimals
+    (so 0.03 and 0.054 line up as 0.030 and 0.054)."""
+    return {c: st.column_config.NumberColumn(c, format=f"%.{digits}f") for c in table.columns
+            if str(table[c].dtype).startswith("float")}

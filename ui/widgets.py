@@ -18,22 +18,94 @@ SEPARABILITY = (("silhouette ↑", "silhouette", ".3f"), ("Davies-Bouldin ↓", 
                 ("within/between ↓", "within_between_ratio", ".3f"))
 
 
+# every projection widget's default; the page seeds them (from the URL or these) before drawing
+PROJECTION_DEFAULTS = {"method": "pca", "perplexity": 30, "neighbors": 15, "min_dist": 0.1, "seed": 0, "max_points": 20_000,
+                       "standardize": True}
+# url name -> (widget name, parser)
+PROJECTION_URL = {"proj": ("method", str), "perplexity": ("perplexity", int), "neighbors": ("neighbors", int),
+                  "min_dist": ("min_dist", float), "seed": ("seed", int), "max_points": ("max_points", int),
+                  "standardize": ("standardize", lambda t: t == "1")}
+PROJECTIONS = ("pca", "umap", "tsne")
+LOOK_DEFAULTS = {"marker_size": 6, "opacity": 0.8}
+
+
+def _in_range(lo, hi, parse):
+    def check(text: str):
+        value = parse(text)
+        if not lo <= value <= hi:
+            raise ValueError(f"must lie between {lo} and {hi}")
+        return value
+    return check
+
+
+def seed_projection(url, prefix: str) -> None:
+    """Projection widgets from the URL (``proj``, ``perplexity``, ``neighbors``, ``min_dist``, ``seed``,
+    ``max_points``, ``standardize``) or their defaults."""
+    limits = {"perplexity": (5, 100), "neighbors": (2, 100), "min_dist": (0.0, 1.0), "seed": (0, 10_000),
+              "max_points": (100, 200_000)}
+    for name, (widget, parse) in PROJECTION_URL.items():
+        options = PROJECTIONS if widget == "method" else None
+        if widget in limits:
+            parse = _in_range(*limits[widget], parse)
+        url.seed(S.proj_key(prefix, widget), name, PROJECTION_DEFAULTS[widget], options=options, parse=parse)
+
+
+def seed_look(url, prefix: str, num_classes: int) -> None:
+    """Point size, opacity and isolated classes from the URL (``size``, ``opacity``, ``iso``) or defaults."""
+    url.seed(S.look_key(prefix, "marker_size"), "size", LOOK_DEFAULTS["marker_size"], parse=_in_range(2, 14, int))
+    url.seed(S.look_key(prefix, "opacity"), "opacity", LOOK_DEFAULTS["opacity"], parse=_in_range(0.1, 1.0, float))
+    url.seed(S.look_key(prefix, "isolate"), "iso", [],
+             parse=lambda t: [c for c in (int(v) for v in t.split(",") if v) if 0 <= c < num_classes])
+
+
 def projection_config(prefix: str, container=None) -> ProjectionConfig:
-    """Projection method and its parameters; keys are ``{prefix}_method`` etc."""
+    """Projection method and its parameters; keys are ``{prefix}_proj_method`` etc. The values
+    come from session state (``seed_projection`` first)."""
     c = container or st
-    method = c.selectbox("Projection", ("pca", "umap", "tsne"), key=S.proj_key(prefix, "method"),
+    method = c.selectbox("Projection", PROJECTIONS, key=S.proj_key(prefix, "method"),
                          format_func={"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}.get)
     kwargs: dict = {}
     if method == "tsne":
-        kwargs["perplexity"] = float(c.slider("Perplexity", 5, 100, 30, key=S.proj_key(prefix, "perplexity")))
+        kwargs["perplexity"] = float(c.slider("Perplexity", 5, 100, key=S.proj_key(prefix, "perplexity")))
     if method == "umap":
-        kwargs["n_neighbors"] = int(c.slider("Neighbours", 2, 100, 15, key=S.proj_key(prefix, "neighbors")))
-        kwargs["min_dist"] = float(c.slider("Min distance", 0.0, 1.0, 0.1, 0.05, key=S.proj_key(prefix, "min_dist")))
-    kwargs["seed"] = int(c.number_input("Seed", 0, 10_000, 0, key=S.proj_key(prefix, "seed")))
-    kwargs["max_points"] = int(c.number_input("Max points", 100, 200_000, 20_000, step=1000, key=S.proj_key(prefix, "max_points"),
+        kwargs["n_neighbors"] = int(c.slider("Neighbours", 2, 100, key=S.proj_key(prefix, "neighbors")))
+        kwargs["min_dist"] = float(c.slider("Min distance", 0.0, 1.0, step=0.05, key=S.proj_key(prefix, "min_dist")))
+    kwargs["seed"] = int(c.number_input("Seed", 0, 10_000, key=S.proj_key(prefix, "seed")))
+    kwargs["max_points"] = int(c.number_input("Max points", 100, 200_000, step=1000, key=S.proj_key(prefix, "max_points"),
                                               help="Above this a stratified sample is projected (the page says so)."))
-    kwargs["standardize"] = bool(c.checkbox("Standardise features", True, key=S.proj_key(prefix, "standardize")))
+    kwargs["standardize"] = bool(c.checkbox("Standardise features", key=S.proj_key(prefix, "standardize")))
     return ProjectionConfig(method=method, **kwargs)
+
+
+def scatter_look(prefix: str, class_names, method: str, container=None):
+    """Point size, opacity and classes to isolate (in every linked view); returns a ``views.Look``."""
+    from ui.views import Look
+
+    c = container or st
+    a, b, d = c.columns([1, 1, 2])
+    size = a.slider("Point size", 2, 14, key=S.look_key(prefix, "marker_size"))
+    opacity = b.slider("Opacity", 0.1, 1.0, step=0.05, key=S.look_key(prefix, "opacity"))
+    names = [str(n) for n in class_names]
+    isolate = d.multiselect("Isolate classes (all views)", list(range(len(names))), format_func=lambda i: names[i],
+                            key=S.look_key(prefix, "isolate"), placeholder="all classes",
+                            help="Only these classes in colour, in every view; the rest grey. Colouring by prediction "
+                                 "isolates by predicted class.")
+    label = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}.get(method, method)
+    return Look(marker_size=size, opacity=opacity, isolate=tuple(isolate) or None, axis_titles=(f"{label} 1", f"{label} 2"))
+
+
+def seed_color(url, key: str) -> None:
+    """``color=true|pred|correct|confidence`` (the labels are accepted too)."""
+    short = {v: k for k, v in COLOR_BY.items()}
+
+    def parse(text: str) -> str:
+        if text in COLOR_BY:
+            return text
+        if text in short:
+            return short[text]
+        raise ValueError(f"not one of {', '.join(short)}")
+
+    url.seed(key, "color", list(COLOR_BY)[0], parse=parse, dump=COLOR_BY.get)
 
 
 def color_by(key: str, container=None) -> str:

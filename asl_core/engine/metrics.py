@@ -160,3 +160,88 @@ def separability(X, y, k: int = 5, max_samples: int = 5000, seed: int = 0) -> di
         "n_used": len(sub),
         "note": note,
     }
+
+
+# --------------------------------------------------------------------------- per class, intervals
+
+
+def per_class_scores(y_true, y_pred, num_classes: int) -> dict[str, list[float]]:
+    """Per class: ``recall``, ``precision``, ``f1`` (0 where undefined) and ``support`` (true
+    samples), each a list of ``num_classes`` values."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(np.asarray(y_true), np.asarray(y_pred), labels=list(range(num_classes)),
+                                                 zero_division=0)
+    return {"recall": r.astype(float).tolist(), "precision": p.astype(float).tolist(), "f1": f.astype(float).tolist(),
+            "support": s.astype(int).tolist()}
+
+
+def _macro_f1_rows(y: np.ndarray, pred: np.ndarray, rows: np.ndarray, num_classes: int) -> np.ndarray:
+    """Macro-F1 of each bootstrap resample: ``rows`` ``[R, N]`` indices into ``y``/``pred``.
+    Vectorised with bincount over (resample, class) so 2,000 resamples stay fast."""
+    r, n = rows.shape
+    yt, yp = y[rows], pred[rows]  # [R, N]
+    offset = (np.arange(r) * num_classes)[:, None]
+    size = r * num_classes
+    tp = np.bincount((offset + yt)[yt == yp], minlength=size).reshape(r, num_classes)
+    true_n = np.bincount((offset + yt).ravel(), minlength=size).reshape(r, num_classes)
+    pred_n = np.bincount((offset + yp).ravel(), minlength=size).reshape(r, num_classes)
+    denom = true_n + pred_n
+    f1 = np.divide(2 * tp, denom, out=np.zeros((r, num_classes)), where=denom > 0)
+    return f1.mean(axis=1)
+
+
+def bootstrap_difference(y, pred_a, pred_b, num_classes: int, n_boot: int = 2000, seed: int = 0,
+                         level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Paired bootstrap over samples of ``B - A`` for accuracy and macro-F1.
+
+    The same resampled rows score both models, so the interval reflects the paired design.
+    Returns ``{"accuracy": {"delta", "low", "high"}, "macro_f1": {...}, "n_boot", "level"}``;
+    ``delta`` is the difference on the full sample and ``low``/``high`` the percentile interval.
+    Macro-F1 averages over all ``num_classes`` classes, like ``classification_metrics``."""
+    y, ra, rb = _paired(y, pred_a, pred_b)
+    pa, pb = np.asarray(pred_a).astype(np.int64).ravel(), np.asarray(pred_b).astype(np.int64).ravel()
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 10:
+        raise ValueError(f"n_boot must be at least 10, got {n_boot}")
+    n = y.size
+    if n == 0:
+        raise ValueError("no samples to bootstrap")
+    rng = np.random.default_rng(seed)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    acc_d, f1_d = np.empty(n_boot), np.empty(n_boot)
+    chunk = max(1, 2_000_000 // n)  # bound memory: [chunk, N] index arrays
+    for s in range(0, n_boot, chunk):
+        rows = rng.integers(0, n, size=(min(chunk, n_boot - s), n))
+        acc_d[s : s + len(rows)] = rb[rows].mean(axis=1) - ra[rows].mean(axis=1)
+        f1_d[s : s + len(rows)] = _macro_f1_rows(y, pb, rows, num_classes) - _macro_f1_rows(y, pa, rows, num_classes)
+    full = np.arange(n)[None, :]
+    f1_full = float(_macro_f1_rows(y, pb, full, num_classes)[0] - _macro_f1_rows(y, pa, full, num_classes)[0])
+    out: dict = {"n_boot": n_boot, "level": level}
+    for key, delta, draws in (("accuracy", float(rb.mean() - ra.mean()), acc_d), ("macro_f1", f1_full, f1_d)):
+        low, high = np.percentile(draws, q)
+        out[key] = {"delta": delta, "low": float(low), "high": float(high)}
+    return out
+
+
+def nearest_neighbours(X, query_rows, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``X`` ``[N, D]`` (Euclidean, full dimension) to each row in
+    ``query_rows`` ``[Q]``, the query itself excluded. Returns ``(rows [Q, k], distances [Q, k])``,
+    nearest first; ``k`` is capped at ``N - 1``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.asarray(X, dtype=np.float64)
+    q = np.atleast_1d(np.asarray(query_rows)).astype(np.int64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be [N, D], got shape {X.shape}")
+    if q.size and (q.min() < 0 or q.max() >= X.shape[0]):
+        raise ValueError(f"query rows must lie in 0..{X.shape[0] - 1}")
+    k = min(int(k), X.shape[0] - 1)
+    if k < 1:
+        return np.zeros((q.size, 0), np.int64), np.zeros((q.size, 0))
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X[q])
+    keep = idx != q[:, None]
+    # the query may tie with a duplicate and not come first: drop it wherever it is, else the farthest
+    keep[~(~keep).any(axis=1), -1] = False
+    return idx[keep].reshape(q.size, k), dist[keep].reshape(q.size, k)

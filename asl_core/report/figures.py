@@ -15,11 +15,24 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 COLOR_BY = ("true", "pred", "correct", "confidence")
-_PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Alphabet
+# Up to 10 classes: Tableau's category10 (D3), whose neighbours differ in hue (Plotly's default
+# made 0/3, 4/9 and 2/7 look alike). More classes: Kelly's 20 colours of maximum contrast (white
+# and black dropped), then category10 again. Distinct for 30 classes.
+_TEN = qualitative.D3
+_KELLY = ("#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#848482", "#008856", "#E68FAC", "#0067A5",
+          "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522", "#E25822", "#2B3D26")
+_MANY = _KELLY + tuple(_TEN)
+OTHER_COLOR = "#c8c8c8"
 
 
-def _class_color(c: int) -> str:
-    return _PALETTE[c % len(_PALETTE)]
+def class_palette(num_classes: int) -> list[str]:
+    """One colour per class: distinct for up to 30 classes (then they repeat)."""
+    base = _TEN if num_classes <= len(_TEN) else _MANY
+    return [base[c % len(base)] for c in range(num_classes)]
+
+
+def _class_color(c: int, num_classes: int = 10) -> str:
+    return class_palette(max(num_classes, c + 1))[c]
 
 
 def scatter_figure(
@@ -32,12 +45,19 @@ def scatter_figure(
     highlight: Iterable[int] | None = None,
     title: str = "",
     hover_index=None,
+    marker_size: float = 6,
+    opacity: float = 0.8,
+    show_legend: bool = True,
+    axis_titles: tuple[str, str] = ("", ""),
+    isolate: Iterable[int] | None = None,
 ) -> go.Figure:
     """WebGL scatter of ``coords`` ``[n, 2]`` with ``labels``/``preds``/``confidence`` ``[n]``.
 
     ``hover_index`` ``[n]``: dataset sample index per point (shown on hover and stored as
     ``customdata``; defaults to ``0..n-1``). ``highlight``: sample indices to keep bright;
-    the others are dimmed."""
+    the others are dimmed. ``isolate``: classes to show in colour (by true class, or by
+    prediction when colouring by prediction); the other points are drawn grey and faint,
+    underneath. ``marker_size``/``opacity`` set the points' look."""
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_BY)}, got {color_by!r}")
     coords = np.asarray(coords, dtype=float)
@@ -52,29 +72,45 @@ def scatter_figure(
     text = np.asarray(text, dtype=object)
     fig = go.Figure()
 
+    by_class = preds if color_by == "pred" else labels
+    shown = np.ones(len(labels), bool)
+    if isolate is not None:
+        shown = np.isin(by_class, np.fromiter(isolate, dtype=int))
+
     def add(mask: np.ndarray, name: str, marker: dict[str, Any], legend: bool = True) -> None:
+        mask = mask & shown
         if hl is not None:
-            opacity = np.where(hl[mask], 0.95, 0.12)
-            marker = {**marker, "opacity": opacity.tolist(), "size": np.where(hl[mask], 8, 5).tolist()}
+            alpha = np.where(hl[mask], max(opacity, 0.95), min(opacity, 0.12))
+            marker = {**marker, "opacity": alpha.tolist(), "size": np.where(hl[mask], marker_size + 3, marker_size).tolist()}
         fig.add_trace(go.Scattergl(
-            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name, showlegend=legend,
+            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name, showlegend=legend and show_legend,
             customdata=index[mask], text=text[mask], hovertemplate="%{text}<extra></extra>",
-            marker={"size": 6, "opacity": 0.8, **marker},
+            marker={"size": marker_size, "opacity": opacity, **marker},
         ))
 
+    if not shown.all():  # the rest, grey and underneath, still selectable
+        rest = ~shown
+        fig.add_trace(go.Scattergl(
+            x=coords[rest, 0], y=coords[rest, 1], mode="markers", name="other classes", showlegend=show_legend,
+            customdata=index[rest], text=text[rest], hovertemplate="%{text}<extra></extra>",
+            marker={"size": max(marker_size - 2, 2), "opacity": 0.25, "color": OTHER_COLOR},
+        ))
     if color_by == "confidence":
         add(np.ones(len(labels), bool), "confidence",
-            {"color": confidence, "colorscale": "Viridis", "cmin": 0, "cmax": 1, "colorbar": {"title": "confidence"}},
+            {"color": confidence[shown], "colorscale": "Viridis", "cmin": 0, "cmax": 1, "showscale": show_legend,
+             "colorbar": {"title": "confidence"}},
             legend=False)
     elif color_by == "correct":
         add(correct, "correct", {"color": "#2ca02c"})
         add(~correct, "wrong", {"color": "#d62728", "symbol": "x"})
     else:
-        by = labels if color_by == "true" else preds
-        for c in np.unique(by):
-            add(by == c, names[c], {"color": _class_color(int(c))})
-    fig.update_layout(title=title, xaxis_title="", yaxis_title="", legend_title={"true": "true class", "pred": "predicted",
-                      "correct": "", "confidence": ""}[color_by], dragmode="lasso", margin={"l": 10, "r": 10, "t": 64, "b": 10},
+        palette = class_palette(len(names))
+        for c in np.unique(by_class[shown]):
+            add(by_class == c, names[c], {"color": palette[int(c)]})
+    fig.update_layout(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], showlegend=show_legend,
+                      legend_title={"true": "true class", "pred": "predicted",
+                      "correct": "", "confidence": ""}[color_by], dragmode="lasso", clickmode="event+select",
+                      margin={"l": 36 if axis_titles[1] else 10, "r": 10, "t": 64, "b": 36 if axis_titles[0] else 10},
                       template="plotly_white")
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, scaleanchor="x", scaleratio=1)
@@ -94,18 +130,38 @@ def confusion_figure(cm, class_names: Sequence[str], normalized: bool = False, t
     return _matrix_layout(fig, title or ("confusion (row-normalised)" if normalized else "confusion (counts)"))
 
 
-def delta_figure(delta, class_names: Sequence[str], title: str = "") -> go.Figure:
-    """Diverging heatmap of ``delta`` ``[C, C]`` = B - A, centred at 0 (blue: B has more)."""
+IMPROVEMENT_SCALE = [[0.0, "#b2182b"], [0.25, "#ef8a62"], [0.5, "#f7f7f7"], [0.75, "#67a9cf"], [1.0, "#2166ac"]]
+
+
+def improvement(delta) -> np.ndarray:
+    """``delta`` (B - A) signed so that positive means B is better: the diagonal as is (more
+    correct), off the diagonal negated (fewer errors)."""
     delta = np.asarray(delta, dtype=float)
+    gain = -delta
+    np.fill_diagonal(gain, np.diag(delta))
+    return gain
+
+
+def delta_figure(delta, class_names: Sequence[str], title: str = "") -> go.Figure:
+    """Heatmap of ``delta`` ``[C, C]`` = B - A, coloured by improvement: blue where B is better
+    (more correct answers on the diagonal, fewer errors off it), red where it is worse. The
+    cells print the raw change; the colour bar says which way is better."""
+    delta = np.asarray(delta, dtype=float)
+    gain = improvement(delta)
     names = [str(c) for c in class_names]
     bound = float(np.abs(delta).max()) or 1.0
     is_int = np.allclose(delta, np.round(delta))
     fmt = ".0f" if is_int else ".2f"
+    kind = np.where(np.eye(len(names), dtype=bool), "correct answers", "errors")
+    text = np.vectorize(lambda v: "" if v == 0 else format(v, "+" + fmt))(delta)
     fig = go.Figure(go.Heatmap(
-        z=delta, x=names, y=names, colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound, texttemplate=f"%{{z:+{fmt}}}",
-        hovertemplate="true %{y}<br>pred %{x}<br>B - A %{z:+" + fmt + "}<extra></extra>", colorbar={"title": "B - A"},
+        z=gain, x=names, y=names, colorscale=IMPROVEMENT_SCALE, zmid=0, zmin=-bound, zmax=bound, text=text,
+        texttemplate="%{text}", customdata=np.dstack([delta, kind]),
+        hovertemplate="true %{y}<br>pred %{x}<br>B − A %{customdata[0]} %{customdata[1]}<extra></extra>",
+        colorbar={"title": {"text": "B vs A", "side": "right"}, "tickvals": [-bound, 0, bound],
+                  "ticktext": ["worse", "same", "better"]},
     ))
-    return _matrix_layout(fig, title or "confusion delta (B - A)")
+    return _matrix_layout(fig, title or "confusion delta (B − A), coloured by improvement")
 
 
 def _matrix_layout(fig: go.Figure, title: str) -> go.Figure:
@@ -130,7 +186,7 @@ def layer_metrics_figure(table: Sequence[dict[str, Any]], metrics: Sequence[str]
         rows = [r for r in table if r["model"] == model]
         for col, metric in enumerate(metrics, start=1):
             fig.add_trace(go.Bar(x=[r["layer"] for r in rows], y=[r.get(metric) for r in rows], name=model,
-                                 marker_color=_class_color(j), showlegend=col == 1, legendgroup=model), row=1, col=col)
+                                 marker_color=_class_color(j, len(models)), showlegend=col == 1, legendgroup=model), row=1, col=col)
     fig.update_layout(barmode="group", template="plotly_white", title="representation metrics per layer",
                       margin={"l": 10, "r": 10, "t": 60, "b": 10})
     return fig
@@ -257,4 +313,46 @@ def pair_count_figure(history: Sequence[dict[str, Any]], class_names: Sequence[s
     fig.update_layout(title="Same-class pairs per epoch, per class", height=360, margin={"t": 50, "l": 60, "r": 10, "b": 40},
                       legend={"title": "class"}, xaxis={"title": "epoch", "tickformat": "d", "dtick": _nice_step(len(epochs))},
                       yaxis={"type": "log", "title": "ordered pairs", "dtick": 1, "tickformat": "~s"})  # ticks at 1, 10, 100
+    return fig
+
+
+def per_class_figure(class_labels: Sequence[str], scores: dict[str, Sequence[float]], title: str = "") -> go.Figure:
+    """Grouped bars per class of one model: ``scores`` ``{"recall": [C], "precision": [C], "f1": [C]}``.
+    ``class_labels`` may carry the training count (``"7 · 42 train · tail"``)."""
+    fig = go.Figure()
+    colors = {"recall": "#1f77b4", "precision": "#ff7f0e", "f1": "#2ca02c"}
+    for key in ("recall", "precision", "f1"):
+        fig.add_bar(x=list(class_labels), y=list(scores[key]), name="F1" if key == "f1" else key, marker_color=colors[key],
+                    hovertemplate="%{x}<br>" + key + " %{y:.3f}<extra></extra>")
+    fig.update_layout(barmode="group", template="plotly_white", title=title or "per-class scores", height=360,
+                      yaxis={"range": [0, 1], "title": "score"}, xaxis={"title": "class (training samples)", "type": "category"},
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      margin={"l": 50, "r": 10, "t": 70, "b": 50})
+    return fig
+
+
+def per_class_delta_figure(class_labels: Sequence[str], deltas: dict[str, Sequence[float]], metric: str = "F1",
+                           reference: str = "reference") -> go.Figure:
+    """Horizontal bars of the per-class change (model minus reference) for each compared model,
+    classes sorted by the first model's change (largest gain on top). ``deltas``: ``{model: [C]}``."""
+    models = list(deltas)
+    first = np.asarray(deltas[models[0]], dtype=float)
+    order = sorted(range(len(class_labels)), key=lambda c: (first[c], -c))  # plotly draws the first category at the bottom
+    labels = [str(class_labels[c]) for c in order]
+    fig = go.Figure()
+    palette = ["#1f77b4", "#9467bd", "#8c564b"]
+    for j, m in enumerate(models):
+        d = np.asarray(deltas[m], dtype=float)[order]
+        fig.add_bar(y=labels, x=d, orientation="h", name=m, marker_color=palette[j % len(palette)],
+                    text=["" if abs(v) < 0.005 else f"{v:+.2f}" for v in d], textposition="outside", cliponaxis=False,
+                    hovertemplate="%{y}<br>" + m + " − " + reference + " " + metric + " %{x:+.3f}<extra></extra>")
+    bound = float(np.nanmax(np.abs([v for m in models for v in deltas[m]]))) if len(class_labels) else 0.0
+    bound = max(bound, 0.05) * 1.25
+    fig.update_layout(barmode="group", template="plotly_white", height=max(300, 34 * len(labels) * max(1, len(models)) // 1.4 + 90),
+                      title=f"change in per-class {metric} against {reference} (sorted by change)",
+                      xaxis={"title": f"Δ {metric} (model − {reference})", "range": [-bound, bound], "zeroline": True,
+                             "zerolinecolor": "#444", "zerolinewidth": 1.5},
+                      yaxis={"type": "category", "title": ""},
+                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      margin={"l": 10, "r": 30, "t": 80, "b": 50})
     return fig

@@ -138,8 +138,16 @@ def test_upload_refuses_pickled_code_and_size(app_env, tmp_path):
 
 def test_explore_runs_and_switches(app_env):
     at = run("app_pages/02_Explore.py")
-    assert len(at.get("plotly_chart")) == 2  # scatter + confusion
+    assert len(at.get("plotly_chart")) == 3  # scatter + confusion + per-class bars
     assert [m.label for m in at.metric][0].startswith("silhouette")
+    per_class = at.dataframe[0].value
+    assert list(per_class.columns[:4]) == ["class", "train n", "tail", "test n"]
+    # digits-hard keeps round(60 * 10^(-k/9)) training images of class k: 0 is the largest, 7-9 the tail
+    assert per_class["train n"].iloc[0] > per_class["train n"].iloc[9]
+    assert list(per_class.loc[per_class["tail"] == "tail", "class"]) == ["7", "8", "9"]
+    assert "model" not in at.query_params and "proj" not in at.query_params  # defaults stay out of the link
+    at.selectbox(key=S.proj_key(S.EXP_PREFIX, "method")).set_value("tsne").run()
+    assert at.query_params["proj"] == "tsne"
     assert at.subheader[0].value == "Selection: 0 sample(s)"
     for key, value in [(S.EXP_MODEL, "clonal.safetensors"), (S.EXP_LAYER, "block3"), (S.EXP_SPLIT, "val"),
                        (S.proj_key(S.EXP_PREFIX, "method"), "tsne"), (S.EXP_NORMALIZED, True)]:
@@ -155,20 +163,94 @@ def test_compare_defaults_and_downloads(app_env):
     at = run("app_pages/03_Compare.py")
     assert at.multiselect(key=S.CMP_MODELS).value == ["baseline.safetensors", "asloss.safetensors", "clonal.safetensors"]
     heads = [s.value for s in at.subheader]
-    assert {"asloss vs baseline", "clonal vs baseline", "Highlighted samples: none"} <= set(heads)
-    assert len(at.get("plotly_chart")) == 3 + 3 + 2  # scatters, confusions, deltas
+    assert {"asloss vs baseline", "clonal vs baseline", "Highlighted samples: none", "What changed against baseline"} <= set(heads)
+    assert len(at.get("plotly_chart")) == 3 + 3 + 1 + 2  # scatters, confusions, per-class delta, deltas
     at.toggle(key=S.CMP_LAYER_BARS).set_value(True).run()
-    assert len(at.get("plotly_chart")) == 3 + 3 + 2 + 1
+    assert len(at.get("plotly_chart")) == 3 + 3 + 1 + 2 + 1
     summary = at.dataframe[0].value
     assert list(summary["model"]) == ["baseline", "asloss", "clonal"]
-    assert summary["McNemar p vs baseline"].notna().sum() == 2
+    assert summary["McNemar p vs baseline"].str.startswith("p ").tolist() == [False, True, True]  # "p = 0.062", never 0.0000
     at.toggle(key=S.CMP_DOWNLOADS).set_value(True).run()
     assert not at.exception and len(at.get("download_button")) == 4
     at.selectbox(key=S.CMP_LAYER).set_value("block2").run()
     assert not at.exception
     at.multiselect(key=S.CMP_MODELS).set_value(["clonal.safetensors", "baseline.safetensors"]).run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1  # the bars toggle is still on
+    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1 + 1  # the bars toggle is still on
+
+
+def test_compare_headline_and_per_class(app_env):
+    at = run("app_pages/03_Compare.py")
+    body = texts(at)
+    # one headline per compared model: verdict, intervals, flips, separability
+    assert body.count("paired bootstrap intervals over the 100 samples") == 2
+    assert "McNemar's exact test, p" in body and "Net flips (wrong→right minus right→wrong)" in body
+    assert "Separability of `embedding`" in body
+    per_class = next(d.value for d in at.dataframe if "train n" in d.value.columns)
+    assert {"baseline F1", "asloss F1", "Δ F1 asloss", "Δ F1 clonal"} <= set(per_class.columns)
+    at.radio(key=S.CMP_DELTA_METRIC).set_value("recall").run()
+    per_class = next(d.value for d in at.dataframe if "train n" in d.value.columns)
+    assert {"baseline recall", "Δ recall clonal"} <= set(per_class.columns) and "baseline F1" not in per_class.columns
+    assert per_class["tail"].tolist().count("tail") == 3
+    flips = next(d.value for d in at.dataframe if "net" in d.value.columns)
+    assert list(flips.columns[:2]) == ["class", "net"]  # the useful column first, never cut off
+
+
+def test_compare_sample_table_filters(app_env):
+    at = run("app_pages/03_Compare.py")
+    samples = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
+    assert len(samples) == 100 and {"baseline pred", "clonal conf", "flipped"} <= set(samples.columns)
+    at.checkbox(key=S.CMP_F_FLIPPED).check().run()
+    flipped = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
+    assert 0 < len(flipped) < 100 and flipped["flipped"].all()
+    preds = flipped[["baseline pred", "asloss pred", "clonal pred"]].to_numpy() == flipped[["true"]].to_numpy()
+    assert (preds.any(axis=1) & ~preds.all(axis=1)).all()
+    at.checkbox(key=S.CMP_F_FLIPPED).uncheck().run()
+    at.checkbox(key=S.CMP_F_WRONG_ALL).check().run()
+    at.slider(key=S.CMP_F_CONFIDENCE).set_value((0.0, 0.5)).run()
+    wrong = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
+    assert wrong["wrong in all"].all() and (wrong["baseline conf"] <= 0.5).all()
+
+
+def test_compare_link_restores_view_and_neighbours(app_env):
+    from asl_core.data import DatasetSpec, build_splits
+
+    spec = DatasetSpec.from_dict(load_checkpoint(app_env / "baseline.safetensors").meta.dataset)
+    sample = int(build_splits(spec).val.index[3])
+    at = AppTest.from_file(str(ROOT / "app_pages/03_Compare.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"models": "clonal,baseline.safetensors,nonesuch", "split": "val", "layer": "block3",
+                            "proj": "tsne", "perplexity": "7", "color": "prediction", "hl": str(sample)})
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.multiselect(key=S.CMP_MODELS).value == ["clonal.safetensors", "baseline.safetensors"]
+    assert any("'nonesuch'" in w.value for w in at.warning)
+    assert at.selectbox(key=S.CMP_SPLIT).value == "val" and at.selectbox(key=S.CMP_LAYER).value == "block3"
+    assert at.selectbox(key=S.proj_key(S.CMP_PREFIX, "method")).value == "tsne"
+    assert at.slider(key=S.proj_key(S.CMP_PREFIX, "perplexity")).value == 7
+    assert at.radio(key=S.CMP_COLOR).value == "prediction"
+    heads = [s.value for s in at.subheader]
+    assert "Highlighted samples: 1 chosen" in heads
+    # one sample highlighted: its neighbours in both models, in words and images
+    body = texts(at)
+    assert "**clonal** predicts" in body and "**baseline** predicts" in body and "nearest neighbours in `block3`" in body
+    # the URL now says everything the widgets say, and follows a change
+    assert at.query_params["models"] == "clonal,baseline" and at.query_params["hl"] == str(sample)
+    assert at.query_params["color"] == "pred" and at.query_params["perplexity"] == "7"
+    at.selectbox(key=S.CMP_SPLIT).set_value("test").run()
+    assert "split" not in at.query_params and at.query_params["layer"] == "block3"
+
+
+def test_compare_link_with_bad_values_warns(app_env):
+    at = AppTest.from_file(str(ROOT / "app_pages/03_Compare.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"models": "ghost", "perplexity": "900", "proj": "tsne", "hl": "x"})
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "'ghost'" in warnings and "perplexity=900" in warnings and "hl=x" in warnings
+    at.query_params["hl"] = "999999"
+    at.run()
+    assert "999999" in "\n".join(w.value for w in at.warning)
+    assert at.multiselect(key=S.CMP_MODELS).value == ["baseline.safetensors", "asloss.safetensors", "clonal.safetensors"]
 
 
 def test_compare_needs_two(app_env):

@@ -52,7 +52,7 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
         page.goto(f"{url}/Compare")
         page.locator(".js-plotly-plot").nth(FIRST_CONFUSION + 2).wait_for(timeout=120_000)
         wait_idle(page, timeout=120_000)
-        assert page.locator(".js-plotly-plot").count() == 8  # 3 scatters, 3 confusions, 2 deltas
+        assert page.locator(".js-plotly-plot").count() == 9  # 3 scatters, 3 confusions, per-class delta, 2 deltas
         assert highlighted(page) == "Highlighted samples: none"
         full_screenshot(page, artifacts / "03_compare.png")
 

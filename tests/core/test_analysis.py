@@ -58,7 +58,7 @@ def test_compare_errors(ckpts):
 def test_report_has_every_section(comparison):
     html = build_report(comparison)
     for section in ("id='classification'", "id='projection'", "id='confusion'", "id='delta'", "id='mcnemar'",
-                    "id='flips'", "id='layers'", "right_to_wrong", "silhouette", "trustworthiness", "40 of 50"):
+                    "id='flips'", "id='layers'", "right→wrong", "silhouette", "trustworthiness", "40 of 50"):
         assert section in html, section
     assert html.count("plotly.js v") == 1 and html.count("Plotly.newPlot") >= 7
     assert "<script src=" not in html and "<script type=\"text/javascript\" src=" not in html  # nothing fetched
