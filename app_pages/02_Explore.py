@@ -45,7 +45,7 @@ with st.sidebar, user_errors():
     layers = list_layers(model.model)
     default = embedding_layer(model.meta.arch)
     url.seed(S.EXP_LAYER, "layer", default if default in layers else layers[0], options=layers)
-    layer = st.selectbox("Layer", layers, key=S.EXP_LAYER)
+    layer = st.selectbox("Layer", layers, key=S.EXP_LAYER, format_func=widgets.layer_format_func(model))
     widgets.seed_projection(url, P)
     config = widgets.projection_config(P)
 

@@ -55,12 +55,14 @@ with st.sidebar, user_errors():
         st.stop()
     default = embedding_layer(library.load_model(paths[0]).meta.arch)
     url.seed(S.CMP_LAYER, "layer", default if default in layers else layers[0], options=layers)
-    layer = st.selectbox("Layer (all models)", layers, key=S.CMP_LAYER, help="Only layers every chosen model has.")
+    layer_label = widgets.layer_format_func(*[library.load_model(p) for p in paths])
+    layer = st.selectbox("Layer (all models)", layers, key=S.CMP_LAYER, help="Only layers every chosen model has.",
+                         format_func=layer_label)
     widgets.seed_projection(url, P)
     config = widgets.projection_config(P)
     url.seed(S.CMP_METRIC_LAYERS, "metric_layers", widgets.table_layers(layers, layer),
              parse=lambda t: [v for v in t.split(",") if v in layers])
-    metric_layers = st.multiselect("Layers in the separability table", layers, key=S.CMP_METRIC_LAYERS)
+    metric_layers = st.multiselect("Layers in the separability table", layers, key=S.CMP_METRIC_LAYERS, format_func=layer_label)
 
 for warning in url.warnings:
     st.warning(warning)

@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from asl_core.report.figures import class_palette, confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
-from ui import selection
+from ui import cloud, selection
+from ui.analysis import view_arrays
 from ui import state as S
 
 SCATTER_HEIGHT = 520
@@ -80,7 +81,12 @@ def scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], c
     """One scatter per view, side by side, one legend above them (``legend_in_chart`` for a
     single view). Selecting in view ``i`` makes it the highlight source; the source view keeps
     its own selection and is not re-highlighted (so that its figure, and thus its selection,
-    stay put). A click on a point selects it."""
+    stay put). A click on a point selects it. From ``cloud.CLOUD_MIN_POINTS`` points a view is a
+    density image drawn on the server (``ui/cloud.py``): plotly's scattergl took minutes to draw
+    and lasso 100k-1M points (``bench/bench_cloud.py``)."""
+    if len(views[0]["coords"]) >= cloud.CLOUD_MIN_POINTS:
+        cloud.cloud_row(views, titles, class_names, color_by, highlight, prefix, source)
+        return
     if not legend_in_chart:
         shared_legend(class_names, color_by, look.isolate)
     cols = st.columns(len(views))
@@ -221,7 +227,7 @@ def highlight(cmp, prefix: str, table_ids: list[int] | None = None) -> Highlight
     elif i >= len(cmp.models):
         return none
     elif kind == "scatter":
-        ids = selection.chart_ids(S.scatter_key(prefix, i))
+        ids = _scatter_selection(cmp.models[i], prefix, i)
         if not ids:
             return none
         return Highlight(ids, f"Highlighted samples: {len(ids)} selected in {cmp.models[i].name}", i, None, _ids_url(ids))
@@ -234,6 +240,14 @@ def highlight(cmp, prefix: str, table_ids: list[int] | None = None) -> Highlight
     ids = cell_samples(m, t, p)
     return Highlight(ids, f"Highlighted samples: {len(ids)} with true {names[t]}, predicted {names[p]} by {m.name}", None,
                      (i, t, p), {"hl": None, "cell": f"{i}-{t}-{p}"})
+
+
+def _scatter_selection(m, prefix: str, i: int) -> list[int]:
+    """The samples selected in view ``i``: plotly's own event for a scatter; for a density view
+    (``ui/cloud.py``), the lasso or box applied to every projected point on the server."""
+    if len(m.projection.coords) >= cloud.CLOUD_MIN_POINTS:
+        return [int(v) for v in cloud.cloud_ids(prefix, i, view_arrays(m))]
+    return selection.chart_ids(S.scatter_key(prefix, i))
 
 
 def parse_cell(text: str) -> tuple[int, int, int]:
