@@ -77,6 +77,14 @@ class DiskCache:
         self.hits += 1
         return arrays, meta
 
+    def delete(self, kind: str, key: str) -> None:
+        """Remove an entry if present (the ``.json`` first, so a reader never sees half of one)."""
+        for path in reversed(self._paths(kind, key)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
     def put(self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         npz_path, json_path = self._paths(kind, key)
         buf = io.BytesIO()
@@ -95,9 +103,15 @@ def checkpoint_hash(ckpt: LoadedCheckpoint) -> str:
     return ckpt.meta.content_hash or content_hash(ckpt.model.state_dict(), ckpt.meta)
 
 
-def _features_key(ckpt: LoadedCheckpoint, spec: DatasetSpec, split_name: str, layers: list[str], amp: str | None) -> str:
-    return DiskCache.key({"kind": "features", "ckpt": checkpoint_hash(ckpt), "data": spec.key(), "split": split_name,
-                          "layers": list(layers), "amp": amp})
+def _features_key(ckpt: LoadedCheckpoint, spec: DatasetSpec, split_name: str, layers: list[str], amp: str | None,
+                  shard: tuple[int, int] | None = None) -> str:
+    """The features entry's key; ``shard`` ``(rank, world_size)`` keys one rank's part of a
+    distributed extraction (:mod:`asl_core.engine.extract`), which is merged under the plain key."""
+    parts = {"kind": "features", "ckpt": checkpoint_hash(ckpt), "data": spec.key(), "split": split_name,
+             "layers": list(layers), "amp": amp}
+    if shard is not None:
+        parts["shard"] = list(shard)
+    return DiskCache.key(parts)
 
 
 def features_to_arrays(f: Features) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
