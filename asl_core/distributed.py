@@ -16,8 +16,9 @@ parameter gradients gives exactly the gradient of the single-process loss on the
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -102,6 +103,19 @@ def setup(device: str | torch.device = "auto") -> tuple[DistContext, torch.devic
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, dist.get_backend()), dev
+
+
+@contextlib.contextmanager
+def session(device: str | torch.device = "auto") -> Iterator[tuple[DistContext, torch.device]]:
+    """:func:`setup` for one command; the process group is left on the way out, unless it was
+    already there when the command started (a caller that joined it keeps it)."""
+    joined_before = dist.is_available() and dist.is_initialized()
+    ctx, dev = setup(device)
+    try:
+        yield ctx, dev
+    finally:
+        if not joined_before:
+            teardown()
 
 
 def current() -> DistContext:

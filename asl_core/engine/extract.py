@@ -117,11 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ctx, device = distributed.setup(args.device)  # joins torchrun's process group; a no-op without torchrun
-    try:
+    with distributed.session(args.device) as (ctx, device):  # torchrun's process group; a no-op without torchrun
         return _run(args, ctx, device)
-    finally:
-        distributed.teardown()
 
 
 def _run(args: argparse.Namespace, ctx: DistContext, device: torch.device) -> int:

@@ -128,7 +128,7 @@ def check_global_batch_asloss(ctx: DistContext) -> None:
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=f"{distance}: gradient of {name}")
 
 
-def check_ddp_weights(ctx: DistContext, out_dir: Path) -> None:
+def check_ddp_weights(ctx: DistContext) -> None:
     """``world_size`` processes with B / world_size each reach, after a few optimiser steps, the
     weights one process reaches with batch B (ASLoss on two layers, random and class-balanced
     batches); the history and the metrics agree too."""
@@ -153,7 +153,6 @@ def check_ddp_weights(ctx: DistContext, out_dir: Path) -> None:
             assert got["same_class_pairs"] == want["same_class_pairs"], sampler
             assert abs(got["train_loss"] - want["train_loss"]) < 1e-5, (sampler, got["train_loss"], want["train_loss"])
         assert many.meta.metrics["test"]["accuracy"] == one.meta.metrics["test"]["accuracy"], sampler
-        (out_dir / f"weights-{sampler}.ok").write_text("equal")
 
 
 def check_sharded_extraction(ctx: DistContext, checkpoint: Path, cache_dir: Path) -> None:
@@ -164,6 +163,23 @@ def check_sharded_extraction(ctx: DistContext, checkpoint: Path, cache_dir: Path
     code = extract.main([str(checkpoint), "--split", "test", "--layers", "embedding,block3", "--device", "cpu",
                          "--cache-dir", str(cache_dir), "--batch-size", "64"])
     assert code == 0
+
+
+def run_checks(ctx: DistContext, out_dir: Path, checks: list[tuple[str, tuple]]) -> None:
+    """Several checks in one set of processes (starting them is most of a small check's time).
+    Rank 0 writes ``NAME.ok`` after each check that passed; a failure is written to ``NAME.failed``
+    and raised, which stops every rank (``torch.multiprocessing.spawn`` ends the others)."""
+    import traceback
+
+    for name, args in checks:
+        try:
+            globals()[name](ctx, *args)
+        except BaseException:
+            (out_dir / f"{name}.failed").write_text(f"rank {ctx.rank}:\n{traceback.format_exc()}")
+            raise
+        distributed.barrier(ctx)
+        if ctx.is_main:
+            (out_dir / f"{name}.ok").write_text("passed")
 
 
 # --------------------------------------------------------------------------- scaling bench

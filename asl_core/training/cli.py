@@ -154,11 +154,8 @@ def format_metrics(meta: CheckpointMeta) -> str:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ctx, _ = distributed.setup(args.device)  # joins torchrun's process group; a no-op without torchrun
-    try:
+    with distributed.session(args.device) as (ctx, _):  # torchrun's process group; a no-op without torchrun
         return _run(args, argv, ctx)
-    finally:
-        distributed.teardown()
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None, ctx: distributed.DistContext) -> int:
