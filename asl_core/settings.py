@@ -21,6 +21,7 @@ CHECKPOINTS_ENV = "ASL_LENS_CHECKPOINTS"
 CACHE_ENV = "ASL_LENS_CACHE"
 MAX_UPLOAD_ENV = "ASL_LENS_MAX_UPLOAD_MB"
 THREADS_ENV = "ASL_LENS_THREADS"
+GPU_PROJECTION_ENV = "ASL_LENS_GPU_PROJECTION"
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
 
@@ -35,6 +36,8 @@ class Settings:
     cache_dir: Path
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     threads: int | None = None
+    # issue 13: t-SNE/UMAP on the GPU with cuML when installed ("auto", the default) or never ("off")
+    gpu_projection: bool = True
 
     @property
     def max_upload_bytes(self) -> int:
@@ -48,6 +51,7 @@ class Settings:
             cache_dir=_path(env, CACHE_ENV, REPO_ROOT / ".cache"),
             max_upload_mb=_positive_float(env, MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB),
             threads=_positive_int(env, THREADS_ENV),
+            gpu_projection=_auto_or_off(env, GPU_PROJECTION_ENV),
         )
 
 
@@ -86,3 +90,12 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     if value < 1:
         raise SettingsError(f"{name}={raw!r} must be >= 1")
     return value
+
+
+def _auto_or_off(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "auto", "on", "1"):
+        return True
+    if raw in ("off", "0"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be auto or off")

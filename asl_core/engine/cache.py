@@ -29,6 +29,7 @@ from asl_core.settings import get_settings
 from asl_core.checkpoint import LoadedCheckpoint, atomic_write_bytes, content_hash
 from asl_core.data import DatasetSpec, Splits, build_splits
 from asl_core.engine.features import Features, extract_features
+from asl_core.engine.gpu_projection import backend_for
 from asl_core.engine.projection import Projection, ProjectionConfig, project, project_aligned
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ def cached_features(
 
 def _projection_from(arrays: dict[str, np.ndarray], meta: dict[str, Any], i: int) -> Projection:
     return Projection(coords=arrays[f"coords_{i}"], sample=arrays["sample"], trustworthiness=float(meta["trust"][i]),
-                      note=str(meta["notes"][i]), method=str(meta["method"]), n_total=int(meta["n_total"]))
+                      note=str(meta["notes"][i]), method=str(meta["method"]), n_total=int(meta["n_total"]),
+                      backend=str(meta.get("backend", "cpu")))
 
 
 def cached_projections(
@@ -184,8 +186,12 @@ def cached_projections(
         raise ValueError(f"{len(ckpts)} checkpoints for {len(xs)} feature matrices")
     if cache is None:
         return project_aligned(xs, labels, config)
-    key = DiskCache.key({"kind": "projection", "ckpts": [checkpoint_hash(c) for c in ckpts], "data": spec.key(),
-                         "split": split_name, "layer": layer, "params": config.to_dict(), "n": int(len(labels))})
+    parts = {"kind": "projection", "ckpts": [checkpoint_hash(c) for c in ckpts], "data": spec.key(),
+             "split": split_name, "layer": layer, "params": config.to_dict(), "n": int(len(labels))}
+    backend = backend_for(config.method, aligned_umap=config.align == "aligned_umap" and len(xs) > 1)
+    if backend != "cpu":  # a GPU picture is not the CPU's: its own entry (CPU keys stay as they were)
+        parts["backend"] = backend
+    key = DiskCache.key(parts)
     hit = cache.get("projections", key)
     if hit is not None:
         try:
@@ -196,6 +202,6 @@ def cached_projections(
     arrays = {f"coords_{i}": p.coords for i, p in enumerate(projs)}
     arrays["sample"] = projs[0].sample
     meta = {"trust": [p.trustworthiness for p in projs], "notes": [p.note for p in projs], "method": config.method,
-            "n_total": projs[0].n_total}
+            "n_total": projs[0].n_total, "backend": projs[0].backend}
     cache.put("projections", key, arrays, meta)
     return projs
