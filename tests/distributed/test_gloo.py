@@ -22,6 +22,7 @@ from asl_core.engine.cache import DiskCache, _features_key, cached_features
 from asl_core.engine.features import extract_features
 from asl_core.errors import UserError
 from asl_core.testkit.distributed import free_port, run_checks, run_gloo
+from asl_core.library import validate_file
 from asl_core.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,6 +98,7 @@ def test_torchrun_trains_a_digits_model_that_loads(tmp_path):
     assert proc.stdout.count("saved ") == 1, "rank 0 alone writes and reports"
     assert "trained by 2 processes, gloo" in proc.stdout
     ckpt = load_checkpoint(out.with_suffix(".safetensors"))
+    validate_file(out.with_suffix(".safetensors"))  # what the app's upload form runs
     assert ckpt.meta.method == "asloss" and ckpt.meta.hyperparams["distributed"] == {
         "world_size": 2, "backend": "gloo", "per_process_batch": 32}
     assert len(ckpt.meta.history) == 1 and ckpt.meta.metrics["test"]["accuracy"] > 0
