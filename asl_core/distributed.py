@@ -207,6 +207,8 @@ def all_true(flag: bool, ctx: DistContext, device: torch.device | None = None) -
     """Whether ``flag`` holds on every rank (one small all-reduce)."""
     if not ctx.active:
         return flag
-    t = torch.tensor([1 if flag else 0], device=device or "cpu")
+    if device is None:  # NCCL reduces GPU tensors only
+        device = torch.device("cuda", torch.cuda.current_device()) if ctx.backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
