@@ -22,6 +22,7 @@ CACHE_ENV = "ASL_LENS_CACHE"
 MAX_UPLOAD_ENV = "ASL_LENS_MAX_UPLOAD_MB"
 THREADS_ENV = "ASL_LENS_THREADS"
 DATA_ROOTS_ENV = "ASL_LENS_DATA_ROOTS"
+GPU_PROJECTION_ENV = "ASL_LENS_GPU_PROJECTION"
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
 
@@ -52,6 +53,8 @@ class Settings:
     cache_max_mb: float = DEFAULT_CACHE_MAX_MB
     library_quota_mb: float = DEFAULT_LIBRARY_QUOTA_MB
     read_only: bool = False
+    # issue 13: t-SNE/UMAP on the GPU with cuML when installed ("auto", the default) or never ("off")
+    gpu_projection: bool = True
 
     @property
     def max_upload_bytes(self) -> int:
@@ -78,6 +81,7 @@ class Settings:
             cache_max_mb=_positive_float(env, CACHE_MAX_ENV, DEFAULT_CACHE_MAX_MB),
             library_quota_mb=_positive_float(env, LIBRARY_QUOTA_ENV, DEFAULT_LIBRARY_QUOTA_MB),
             read_only=_flag(env, READ_ONLY_ENV),
+            gpu_projection=_auto_or_off(env, GPU_PROJECTION_ENV),
         )
 
 
@@ -143,3 +147,12 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in _FALSE:
         return False
     raise SettingsError(f"{name}={env.get(name)!r} must be one of 1/0, true/false, yes/no, on/off")
+
+
+def _auto_or_off(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "auto", "on", "1"):
+        return True
+    if raw in ("off", "0"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be auto or off")

@@ -40,6 +40,7 @@ from asl_core.settings import get_settings
 from asl_core.checkpoint import LoadedCheckpoint, atomic_write_bytes, content_hash
 from asl_core.data import DatasetSpec, Splits, build_splits
 from asl_core.engine.features import Features, extract_features
+from asl_core.engine.gpu_projection import backend_for
 from asl_core.engine.projection import Projection, ProjectionConfig, project, project_aligned
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,14 @@ class DiskCache:
             return None
         self.hits += 1
         return arrays, meta
+
+    def delete(self, kind: str, key: str) -> None:
+        """Remove an entry if present (the ``.json`` first, so a reader never sees half of one)."""
+        for path in reversed(self._paths(kind, key)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
 
     def put(self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         npz_path, json_path = self._paths(kind, key)
@@ -258,9 +267,15 @@ def checkpoint_hash(ckpt: LoadedCheckpoint) -> str:
     return ckpt.meta.content_hash or content_hash(ckpt.model.state_dict(), ckpt.meta)
 
 
-def _features_key(ckpt: LoadedCheckpoint, spec: DatasetSpec, split_name: str, layers: list[str], amp: str | None) -> str:
-    return DiskCache.key({"kind": "features", "ckpt": checkpoint_hash(ckpt), "data": spec.key(), "split": split_name,
-                          "layers": list(layers), "amp": amp})
+def _features_key(ckpt: LoadedCheckpoint, spec: DatasetSpec, split_name: str, layers: list[str], amp: str | None,
+                  shard: tuple[int, int] | None = None) -> str:
+    """The features entry's key; ``shard`` ``(rank, world_size)`` keys one rank's part of a
+    distributed extraction (:mod:`asl_core.engine.extract`), which is merged under the plain key."""
+    parts = {"kind": "features", "ckpt": checkpoint_hash(ckpt), "data": spec.key(), "split": split_name,
+             "layers": list(layers), "amp": amp}
+    if shard is not None:
+        parts["shard"] = list(shard)
+    return DiskCache.key(parts)
 
 
 def features_to_arrays(f: Features) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -314,7 +329,8 @@ def cached_features(
 
 def _projection_from(arrays: dict[str, np.ndarray], meta: dict[str, Any], i: int) -> Projection:
     return Projection(coords=arrays[f"coords_{i}"], sample=arrays["sample"], trustworthiness=float(meta["trust"][i]),
-                      note=str(meta["notes"][i]), method=str(meta["method"]), n_total=int(meta["n_total"]))
+                      note=str(meta["notes"][i]), method=str(meta["method"]), n_total=int(meta["n_total"]),
+                      backend=str(meta.get("backend", "cpu")))
 
 
 def cached_projections(
@@ -333,8 +349,12 @@ def cached_projections(
         raise ValueError(f"{len(ckpts)} checkpoints for {len(xs)} feature matrices")
     if cache is None:
         return project_aligned(xs, labels, config)
-    key = DiskCache.key({"kind": "projection", "ckpts": [checkpoint_hash(c) for c in ckpts], "data": spec.key(),
-                         "split": split_name, "layer": layer, "params": config.to_dict(), "n": int(len(labels))})
+    parts = {"kind": "projection", "ckpts": [checkpoint_hash(c) for c in ckpts], "data": spec.key(),
+             "split": split_name, "layer": layer, "params": config.to_dict(), "n": int(len(labels))}
+    backend = backend_for(config.method, aligned_umap=config.align == "aligned_umap" and len(xs) > 1)
+    if backend != "cpu":  # a GPU picture is not the CPU's: its own entry (CPU keys stay as they were)
+        parts["backend"] = backend
+    key = DiskCache.key(parts)
     hit = cache.get("projections", key)
     if hit is not None:
         try:
@@ -345,6 +365,6 @@ def cached_projections(
     arrays = {f"coords_{i}": p.coords for i, p in enumerate(projs)}
     arrays["sample"] = projs[0].sample
     meta = {"trust": [p.trustworthiness for p in projs], "notes": [p.note for p in projs], "method": config.method,
-            "n_total": projs[0].n_total}
+            "n_total": projs[0].n_total, "backend": projs[0].backend}
     cache.put("projections", key, arrays, meta)
     return projs

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asl_core.engine import gpu_projection
 from asl_core.engine.neighbors import enable_numba_cache, knn_graph
 
 METHODS = ("pca", "tsne", "umap")
@@ -87,6 +88,7 @@ class Projection:
     note: str = ""
     method: str = ""
     n_total: int = 0
+    backend: str = "cpu"  # "cuml" when t-SNE/UMAP ran on the GPU (asl_core.engine.gpu_projection)
 
 
 def stratified_sample(labels, max_points: int, seed: int = 0) -> np.ndarray:
@@ -160,6 +162,8 @@ def _embed(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndar
             return np.hstack([Z, np.zeros_like(Z)])
         return PCA(n_components=2, random_state=config.seed).fit_transform(Z)
     Z = _pre_reduce(Z, config)
+    if gpu_projection.backend_for(config.method) == "cuml":
+        return gpu_projection.embed(Z, config, notes)
     if config.method == "tsne":
         return _tsne(Z, config, notes)
     return _fit_umap(_umap(config, n, notes), Z)
@@ -274,7 +278,8 @@ def project(X, labels, config: ProjectionConfig = ProjectionConfig()) -> Project
     Z = _prepare(X[sample], config)
     coords = np.asarray(_embed(Z, config, notes), dtype=np.float32)
     t = trust(Z, coords, labels[sample], config, notes)
-    return Projection(coords, sample, t, "; ".join(notes), config.method, X.shape[0])
+    return Projection(coords, sample, t, "; ".join(notes), config.method, X.shape[0],
+                      gpu_projection.backend_for(config.method))
 
 
 def align_to(reference: np.ndarray, coords: np.ndarray) -> np.ndarray:
@@ -329,7 +334,8 @@ def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfi
     out = []
     for Z, c, nt in zip(Zs, coords, notes):
         t = trust(Z, c, labels[sample], config, nt)
-        out.append(Projection(c, sample, t, "; ".join(nt), config.method, n))
+        out.append(Projection(c, sample, t, "; ".join(nt), config.method, n,
+                              gpu_projection.backend_for(config.method, aligned_umap=config.align == "aligned_umap" and len(Xs) > 1)))
     return out
 
 

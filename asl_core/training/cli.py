@@ -2,6 +2,7 @@ r"""``asl-lens train``: train one model and save it as a checkpoint.
 
     asl-lens train --method asloss --dataset digits-hard --layers embedding:1.0 \
         --epochs 40 --seed 0 --out checkpoints/asloss
+    torchrun --nproc_per_node=4 -m asl_core train ...   # DistributedDataParallel, --batch-size is global
 
 Methods come from the objective registry (:mod:`asl_core.objectives`): baseline (CE), asloss
 (CE + ASLoss on chosen layers), clonal (focusing-picking loss against a frozen baseline) and kd
@@ -23,6 +24,7 @@ from asl_core.models import ARCHITECTURES
 from asl_core.objectives import get_objective, method_names
 from asl_core.runtime import limit_threads
 from asl_core.data.samplers import SAMPLERS
+from asl_core import distributed
 from asl_core.training.config import TEACHER_MODES, TrainConfig
 from asl_core.training.loop import train
 
@@ -152,7 +154,12 @@ def format_metrics(meta: CheckpointMeta) -> str:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    limit_threads(args.threads)
+    with distributed.session(args.device) as (ctx, _):  # torchrun's process group; a no-op without torchrun
+        return _run(args, argv, ctx)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None, ctx: distributed.DistContext) -> int:
+    limit_threads(args.threads or distributed.threads_per_process(ctx))
     config = config_from_args(args)
     teacher = None
     if get_objective(config.method).needs_teacher:
@@ -164,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         spec = spec_from_args(args)
     out = Path(args.out)
-    result = train(config, spec, teacher=teacher, progress=not args.quiet, name=out.name.removesuffix(".safetensors"))
+    result = train(config, spec, teacher=teacher, progress=not args.quiet, name=out.name.removesuffix(".safetensors"),
+                   dist_ctx=ctx)
+    if not ctx.is_main:  # every rank holds the same weights; rank 0 alone writes (atomically) and reports
+        distributed.barrier(ctx)
+        return 0
     path = save_checkpoint(result.model, result.meta, out)
     print(format_metrics(dataclasses.replace(result.meta, name=path.stem)))
     diag = result.meta.diagnostics
@@ -173,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{diag['confusing_set_singleton_fraction']:.1%} of samples; teacher train accuracy {diag.get('teacher_train_accuracy', float('nan')):.3f}")
     for warning in result.meta.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
-    print(f"saved {path}")
+    print(f"saved {path}" + (f" (trained by {ctx.world_size} processes, {ctx.backend})" if ctx.active else ""))
+    distributed.barrier(ctx)
     return 0
 
 

@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint, content_hash
-from asl_core.data import DatasetSpec, Splits, build_splits, normalize
+from asl_core.data import DatasetSpec, Split, Splits, build_splits, normalize
 from asl_core.data.samplers import epoch_batches, same_class_pairs
-from asl_core.engine.features import evaluate
+from asl_core.distributed import SINGLE, DistContext, current, gather_rows, local_device, shard_sizes, shard_slice
+from asl_core.engine.features import evaluate, run_model
+from asl_core.engine.metrics import classification_metrics
 from asl_core.errors import UserError
 from asl_core.models import LayerTap, build_model, resolve_layers
 from asl_core.objectives import Batch, LossOutput
@@ -155,6 +157,38 @@ def diagnose(history: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[str, 
     return diagnostics, tuple(warnings)
 
 
+def gather_batch(batch: Batch, sizes: list[int], ctx: DistContext) -> Batch:
+    """The global batch on every rank from each rank's slice (:func:`asl_core.distributed.gather_rows`):
+    logits, labels, the tapped layers and the teacher's logits. The objective then sees exactly
+    what a single process sees with the whole batch, so ASLoss's pairs span the global batch and
+    the logged terms are global; each rank's gradient flows into its own slice only."""
+    if not ctx.active:
+        return batch
+    teacher = batch.teacher_logits
+    return Batch(
+        logits=gather_rows(batch.logits, sizes, ctx),
+        labels=gather_rows(batch.labels, sizes, ctx),
+        features={name: gather_rows(h, sizes, ctx) for name, h in batch.features.items()},
+        teacher_logits=None if teacher is None else gather_rows(teacher.detach(), sizes, ctx),
+    )
+
+
+def evaluate_split(model: nn.Module, split: Split, splits: Splits, device: torch.device, num_classes: int,
+                   ctx: DistContext = SINGLE) -> dict:
+    """:func:`asl_core.engine.features.evaluate`, sharded over the ranks: each runs its contiguous
+    slice and the logits are gathered in order, so every rank gets the whole split's metrics."""
+    if not ctx.active or len(split) < ctx.world_size:
+        return evaluate(model, split, splits.mean, splits.std, device, num_classes)
+    part = shard_slice(len(split), ctx)
+    own = Split(x=split.x[part], y=split.y[part], index=split.index[part])
+    feats = run_model(model, own, splits.mean, splits.std, (), device=device, batch_size=512)
+    logits = torch.from_numpy(feats.logits).to(device)
+    logits = gather_rows(logits, shard_sizes(len(split), ctx.world_size), ctx).cpu()
+    metrics = classification_metrics(split.y.numpy(), logits.argmax(1).numpy(), num_classes)
+    metrics["loss"] = float(torch.nn.functional.cross_entropy(logits, split.y))
+    return metrics
+
+
 def train(
     config: TrainConfig,
     spec: DatasetSpec,
@@ -164,11 +198,19 @@ def train(
     name: str = "",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     folds: FoldTeachers | None = None,
+    dist_ctx: DistContext | None = None,
 ) -> TrainResult:
     """Train one model. ``teacher`` is the frozen baseline of methods that need one; with
     ``teacher_mode="oof"``, ``folds`` are its out-of-fold stand-ins (trained and cached here
-    when not given)."""
-    device = pick_device(config.device)
+    when not given).
+
+    Under torchrun (``dist_ctx``, default: the initialised process group) the model is wrapped in
+    DistributedDataParallel: ``config.batch_size`` is the *global* batch, every rank draws the same
+    global batches and trains on its contiguous slice, and the objective sees the gathered global
+    batch (:func:`gather_batch`). Every rank ends with the same weights and history; the caller
+    saves on rank 0."""
+    ctx = current() if dist_ctx is None else dist_ctx
+    device = local_device(pick_device(config.device), ctx)
     splits = splits or build_splits(spec)
     c = splits.num_classes
     small = config.small_input if config.small_input is not None else splits.input_shape[-1] <= 64
@@ -186,33 +228,42 @@ def train(
     if objective.needs_teacher:
         teacher_source, parents = make_teacher(config, teacher, splits, device, folds, progress)
 
+    net: nn.Module = model
+    if ctx.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(splits.train) / config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
                                                 pct_start=0.15)
     gen = torch.Generator().manual_seed(config.seed)
-    aug_gen = torch.Generator().manual_seed(config.seed + 7919)  # its own stream: batch order does not depend on it
+    # its own stream (one per rank): batch order does not depend on it
+    aug_gen = torch.Generator().manual_seed(config.seed + 7919 + 104729 * ctx.rank)
     x_all, y_all = splits.train.x, splits.train.y
     history: list[dict[str, Any]] = []
     best = (-1.0, -1, None)  # (val macro-F1, epoch, state)
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(1, config.epochs + 1), desc=f"{config.method} {config.arch}", disable=not progress, file=sys.stderr,
-               unit="epoch", dynamic_ncols=True)
+    bar = tqdm(range(1, config.epochs + 1), desc=f"{config.method} {config.arch}", disable=not (progress and ctx.is_main),
+               file=sys.stderr, unit="epoch", dynamic_ncols=True)
     for epoch in bar:
         model.train()
         log = EpochLog(c)
-        for idx in epoch_batches(y_all, config.batch_size, gen, config.sampler, c):
-            if len(idx) < 2 and len(y_all) > 1:
-                continue  # BatchNorm needs two samples; the last singleton batch is dropped
+        for global_idx in epoch_batches(y_all, config.batch_size, gen, config.sampler, c):
+            sizes = shard_sizes(len(global_idx), ctx.world_size)
+            if min(sizes) < 2 and len(y_all) > 1:
+                continue  # BatchNorm needs two samples per process; a last batch too small for that is dropped
+            idx = global_idx[shard_slice(len(global_idx), ctx)]
             x_raw = augment(x_all[idx].to(device, non_blocking=True), aug_gen)
             xb = normalize(x_raw, splits.mean, splits.std)
             yb = y_all[idx].to(device, non_blocking=True)
             with LayerTap(model, layer_weights) as tap:
-                logits = model(xb)
+                logits = net(xb)
             t_logits = teacher_source(x_raw, idx) if teacher_source is not None else None
-            out = objective(Batch(logits, yb, tap.outputs, t_logits))
+            batch = gather_batch(Batch(logits, yb, dict(tap.outputs), t_logits), sizes, ctx)
+            out = objective(batch)
             loss = out.total
             if not torch.isfinite(loss):
                 raise UserError(f"the training loss became {float(loss)} at epoch {epoch}; lower the learning rate or the loss weights")
@@ -220,8 +271,8 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            log.add(out, loss, logits, yb, t_logits)
-        val = evaluate(model, splits.val, splits.mean, splits.std, device, c)
+            log.add(out, loss, batch.logits, batch.labels, batch.teacher_logits)
+        val = evaluate_split(model, splits.val, splits, device, c, ctx)
         row: dict[str, Any] = {"epoch": epoch, "lr": float(sched.get_last_lr()[0])}
         row.update(log.row())
         row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
@@ -237,13 +288,16 @@ def train(
     model.load_state_dict(best[2])
     model.eval()
     metrics = {
-        "val": evaluate(model, splits.val, splits.mean, splits.std, device, c),
-        "test": evaluate(model, splits.test, splits.mean, splits.std, device, c),
+        "val": evaluate_split(model, splits.val, splits, device, c, ctx),
+        "test": evaluate_split(model, splits.test, splits, device, c, ctx),
     }
     diagnostics, warnings = diagnose(history)
     hyperparams = config.hyperparams()
     if config.augment:
         hyperparams["augmentation"] = augment.to_dict()  # with the flips the dataset allows
+    if ctx.active:
+        hyperparams["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend,
+                                      "per_process_batch": shard_sizes(config.batch_size, ctx.world_size)[0]}
     meta = CheckpointMeta(
         arch=config.arch, num_classes=c, class_names=splits.class_names, input_shape=splits.input_shape,
         mean=splits.mean, std=splits.std, method=config.method, name=name, small_input=small,

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "asl_core"
 
 # stage -> rank; a module may import from its own stage or a lower-ranked one
 RANKS = {
-    "errors": 0, "settings": 1, "runtime": 2,
+    "errors": 0, "settings": 1, "runtime": 2, "distributed": 3,
     "data": 3, "models": 4, "losses": 4, "objectives": 5, "checkpoint": 6,
     "engine": 7, "training": 8, "library": 8, "report": 9, "experiment": 10,
     "demo": 11, "cli": 12, "testkit": 12, "__main__": 13, "__init__": 0,
