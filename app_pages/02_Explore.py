@@ -94,7 +94,7 @@ if hl.ids:
     images.inspector(library.split_of(m.features, model.meta), hl.ids, m.features.labels, m.features.preds,
                      m.features.confidence, m.features.index, cmp.class_names)
 else:
-    st.caption("Drag a box or a lasso on the scatter, click a point, or click a confusion cell to see those inputs here.")
+    st.caption("Drag a box or a lasso on the scatter, or click a confusion cell, to see those inputs here.")
 
 left, right = st.columns(2)
 with left:

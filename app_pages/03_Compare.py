@@ -150,7 +150,7 @@ with views_box:
     view_arrays = [analysis.view_arrays(m) for m in cmp.models]
     titles = [f"{m.name} · trust {m.projection.trustworthiness:.3f}" for m in cmp.models]
     views.scatter_row(view_arrays, titles, class_names, color_by, hl.ids, P, source=hl.source_view, look=look)
-    st.caption(views.TRUST_NOTE + " Drag a box or lasso, or click a point: the same samples light up in every view.")
+    st.caption(views.TRUST_NOTE + " Drag a box or lasso: the same samples light up in every view.")
 
     st.subheader("Confusion matrices")
     st.caption("Click a cell: its samples (true = row, predicted = column) are highlighted in every view and listed below.")
@@ -177,7 +177,7 @@ if hl.ids and len(hl.ids) == 1:
             st.markdown(neighbour_sentence(n, class_names))
             images.neighbour_strip(split_data, n, class_names, columns=k + 1)
 else:
-    st.caption("Select one sample (click a point, or one row of the sample table) to see which classes surround it in "
+    st.caption("Select one sample (one row of the sample table, or a small lasso around one point) to see which classes surround it in "
                "each model.")
 
 # --- 2. per class

@@ -81,7 +81,7 @@ def scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], c
     """One scatter per view, side by side, one legend above them (``legend_in_chart`` for a
     single view). Selecting in view ``i`` makes it the highlight source; the source view keeps
     its own selection and is not re-highlighted (so that its figure, and thus its selection,
-    stay put). A click on a point selects it. From ``cloud.CLOUD_MIN_POINTS`` points a view is a
+    stay put). From ``cloud.CLOUD_MIN_POINTS`` points a view is a
     density image drawn on the server (``ui/cloud.py``): plotly's scattergl took minutes to draw
     and lasso 100k-1M points (``bench/bench_cloud.py``)."""
     if len(views[0]["coords"]) >= cloud.CLOUD_MIN_POINTS:
