@@ -5,6 +5,7 @@ Every view setting lives in the URL."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from asl_core.models import embedding_layer
@@ -208,7 +209,8 @@ for m in cmp.models[1:]:
 
 st.subheader("Separability per layer (full-dimensional features)")
 layer_table = cmp.layer_table()
-st.dataframe(layer_table, hide_index=True, width="stretch", column_config=views.decimals(layer_table))
+layer_df = pd.DataFrame(layer_table)
+st.dataframe(layer_df, hide_index=True, width="stretch", column_config=views.decimals(layer_df))
 layer_fig = layer_metrics_figure(layer_table)
 if st.toggle("Show as bars", key=S.CMP_LAYER_BARS):  # five subplots: drawn on request to keep the page quick
     st.plotly_chart(layer_fig, key="cmp_layer_metrics")
