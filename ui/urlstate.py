@@ -62,7 +62,12 @@ class UrlState:
         # the URL speaks when it changed behind our back (new session, reload, Back, a pasted link);
         # then a parameter it leaves out means that setting's default (defaults are not written),
         # unless it has no parameters at all: a page opened from the sidebar keeps its last view
-        self.url_speaks = last is None or current != last
+        # ... but not when this run comes from a widget the user just changed: a busy server can
+        # rerun before the browser shows the URL the last run wrote, and that stale URL must not
+        # undo the change (seen with 8 sessions on 2 cores: a new split reset the layer)
+        saved = st.session_state.get(self._saved_key) or {}
+        widget_changed = any(k in st.session_state and st.session_state[k] != v for k, v in saved.items())
+        self.url_speaks = last is None or (current != last and not widget_changed)
         self.absent_means_default = self.url_speaks and bool(current)
 
     @property

@@ -52,7 +52,11 @@ def _expected_accuracy(library: Path) -> dict[tuple[str, str], float]:
 async def _choose(page, label: str, option: str) -> None:
     box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True))
     await box.locator('[role="combobox"]').first.click()
-    await page.locator('[role="option"]').filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
+    # layer options read "name · kind · width" (ui.widgets.layer_format_func)
+    await page.locator('[role="option"]').filter(has_text=re.compile(f"^{re.escape(option)}( · .*)?$")).first.click()
+
+
+SUMMARY = re.compile(r"^[^\s:]+: .* split, ")
 
 
 def _summary_pattern(model: str, layer: str, split: str) -> re.Pattern:
@@ -68,7 +72,9 @@ async def _wait_for(page, model: str, layer: str, split: str, problems: list[str
     deadline = time.monotonic() + ACTION_TIMEOUT_MS / 1000
     while True:
         texts = await page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
-        summaries = [t.strip() for t in texts if "trustworthiness" in t]
+        # the page's summary line ("model: method, arch · split ... trustworthiness ..."), not the
+        # note that explains trustworthiness under the scatter
+        summaries = [t.strip() for t in texts if "trustworthiness" in t and SUMMARY.match(t.strip())]
         for s in summaries:
             shown = s.split(":", 1)[0]
             if shown not in allowed:
