@@ -12,7 +12,7 @@ from asl_core.report.tables import per_class_table
 from ui import analysis, images, library, page, views, widgets
 from ui import state as S
 from ui.errors import user_errors
-from ui.urlstate import UrlState, parse_ids
+from ui.urlstate import UrlState
 
 settings = page.setup("Explore")
 st.title("Explore a model")
@@ -63,19 +63,7 @@ st.caption(f"{m.name}: {m.method}, {m.arch} · {split} split, {len(m.features)} 
 for note in cmp.notes:
     st.info(note)
 
-if (hl_text := url.asked("hl")) is not None:
-    try:
-        views.set_ids(P, parse_ids(hl_text))
-        missing = sorted(set(parse_ids(hl_text)) - set(m.features.index.tolist()))
-        if missing:
-            st.warning(f"The link highlights sample(s) {', '.join(map(str, missing[:10]))}, not in the {split} split.")
-    except ValueError:
-        st.warning(f"Ignored `hl={hl_text}` from the link: sample ids are whole numbers separated by commas.")
-elif (cell_text := url.asked("cell")) is not None:
-    try:
-        views.set_url_cell(P, views.parse_cell(cell_text))
-    except ValueError as exc:
-        st.warning(f"Ignored `cell={cell_text}` from the link: {exc}.")
+views.apply_link_highlight(url, P, m.features.index, split)
 hl = views.highlight(cmp, P)
 url.set_extra("hl", hl.url["hl"])
 url.set_extra("cell", hl.url["cell"])

@@ -15,7 +15,7 @@ from asl_core.report.tables import (filter_samples, flip_table, headline_lines, 
 from ui import analysis, downloads, images, library, page, selection, views, widgets
 from ui import state as S
 from ui.errors import user_errors
-from ui.urlstate import UrlState, parse_ids
+from ui.urlstate import UrlState
 
 settings = page.setup("Compare")
 st.title("Compare models")
@@ -120,19 +120,7 @@ if st.button(f"Highlight these {min(len(shown), views.MAX_URL_IDS)} rows in ever
     views.set_ids(P, [int(v) for v in shown["sample"].iloc[:views.MAX_URL_IDS]])
 
 # a link's highlight (hl= ids or cell=view-true-pred), when the URL speaks
-if (hl := url.asked("hl")) is not None:
-    try:
-        views.set_ids(P, parse_ids(hl))
-        missing = sorted(set(parse_ids(hl)) - set(ref.features.index.tolist()))
-        if missing:
-            st.warning(f"The link highlights sample(s) {', '.join(map(str, missing[:10]))}, not in the {split} split.")
-    except ValueError:
-        st.warning(f"Ignored `hl={hl}` from the link: sample ids are whole numbers separated by commas.")
-elif (cell_text := url.asked("cell")) is not None:
-    try:
-        views.set_url_cell(P, views.parse_cell(cell_text))
-    except ValueError as exc:
-        st.warning(f"Ignored `cell={cell_text}` from the link: {exc}.")
+views.apply_link_highlight(url, P, ref.features.index, split)
 hl = views.highlight(cmp, P, table_ids)
 url.set_extra("hl", hl.url["hl"])
 url.set_extra("cell", hl.url["cell"])

@@ -36,6 +36,8 @@ COMMON = '''
 import numpy as np
 import streamlit as st
 
+from asl_core.testkit.clouds import synthetic_views
+
 st.set_page_config(page_title="bench cloud", layout="wide")
 N = int(st.query_params.get("points", 100000))
 PREFIX = "bench"
@@ -43,16 +45,7 @@ PREFIX = "bench"
 
 @st.cache_resource
 def synthetic(n: int, n_views: int = 2):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, n)
-    preds = np.where(rng.random(n) < 0.8, labels, rng.integers(0, 10, n))
-    confidence = rng.random(n)
-    out = []
-    for _ in range(n_views):
-        centres = rng.normal(0, 6, (10, 2))
-        coords = (centres[labels] + rng.normal(0, 1.5, (n, 2))).astype(np.float32)
-        out.append({"coords": coords, "labels": labels, "preds": preds, "confidence": confidence, "index": np.arange(n)})
-    return out
+    return synthetic_views(n, n_views)
 
 
 data = synthetic(N)

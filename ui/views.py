@@ -13,6 +13,7 @@ import streamlit as st
 from asl_core.report.figures import class_palette, confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
 from ui import cloud, selection
 from ui.analysis import view_arrays
+from ui.urlstate import parse_ids
 from ui import state as S
 
 SCATTER_HEIGHT = 520
@@ -248,6 +249,26 @@ def _scatter_selection(m, prefix: str, i: int) -> list[int]:
     if len(m.projection.coords) >= cloud.CLOUD_MIN_POINTS:
         return [int(v) for v in cloud.cloud_ids(prefix, i, view_arrays(m))]
     return selection.chart_ids(S.scatter_key(prefix, i))
+
+
+def apply_link_highlight(url, prefix: str, known_ids, split: str) -> None:
+    """A link's highlight (``hl=`` ids or ``cell=view-true-pred``), when the URL speaks this run;
+    a bad value or ids outside the split are a warning."""
+    if (hl_text := url.asked("hl")) is not None:
+        try:
+            ids = parse_ids(hl_text)
+        except ValueError:
+            st.warning(f"Ignored `hl={hl_text}` from the link: sample ids are whole numbers separated by commas.")
+            return
+        set_ids(prefix, ids)
+        missing = sorted(set(ids) - set(np.asarray(known_ids).tolist()))
+        if missing:
+            st.warning(f"The link highlights sample(s) {', '.join(map(str, missing[:10]))}, not in the {split} split.")
+    elif (cell_text := url.asked("cell")) is not None:
+        try:
+            set_url_cell(prefix, parse_cell(cell_text))
+        except ValueError as exc:
+            st.warning(f"Ignored `cell={cell_text}` from the link: {exc}.")
 
 
 def parse_cell(text: str) -> tuple[int, int, int]:

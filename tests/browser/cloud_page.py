@@ -1,9 +1,9 @@
 """A tiny standalone page for the big-cloud browser test and bench: two linked density views of
 synthetic points (``?points=N&color=true|pred|correct|confidence``). Not part of the app."""
 
-import numpy as np
 import streamlit as st
 
+from asl_core.testkit.clouds import synthetic_views
 from ui import cloud
 from ui import state as S
 
@@ -15,18 +15,8 @@ CLASSES = [f"class {c}" for c in range(10)]
 
 
 @st.cache_resource
-def synthetic(n: int, n_views: int = 2) -> list[dict[str, np.ndarray]]:
-    """10 Gaussian blobs per view, the same samples in both views, 80% predicted right."""
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, n)
-    preds = np.where(rng.random(n) < 0.8, labels, rng.integers(0, 10, n))
-    confidence = rng.random(n)
-    out = []
-    for _ in range(n_views):
-        centres = rng.normal(0, 6, (10, 2))
-        coords = (centres[labels] + rng.normal(0, 1.5, (n, 2))).astype(np.float32)
-        out.append({"coords": coords, "labels": labels, "preds": preds, "confidence": confidence, "index": np.arange(n)})
-    return out
+def synthetic(n: int, n_views: int = 2):
+    return synthetic_views(n, n_views)
 
 
 data = synthetic(N)

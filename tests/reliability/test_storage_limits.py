@@ -24,7 +24,7 @@ import pytest
 
 from asl_core import library
 from asl_core.engine.cache import DiskCache
-from asl_core.errors import ReadOnlyError, StorageError, UserError
+from asl_core.errors import ReadOnlyError, StorageError
 
 from .conftest import tree_digest
 
@@ -41,6 +41,17 @@ def expected_arrays(key: str) -> dict[str, np.ndarray]:
 
 def _key(i: int) -> str:
     return hashlib.sha256(f"entry {i}".encode()).hexdigest()
+
+
+def _attempt(fn, refusal: type[Exception]) -> tuple[str, str]:
+    """``("accepted" | "refused" | "crash", message)`` of one attempted change."""
+    try:
+        fn()
+    except refusal as exc:
+        return "refused", str(exc)
+    except Exception as exc:  # noqa: BLE001 - counted
+        return "crash", repr(exc)
+    return "accepted", ""
 
 
 def test_cache_filled_past_its_cap_reads_are_right_or_misses(tmp_path, tally):
@@ -162,13 +173,7 @@ def test_read_only_refuses_every_change(ro_library, tmp_path, monkeypatch, capsy
         "app helper delete_checkpoint": lambda: ui_library.delete_checkpoint(ro_library, "asloss.safetensors"),
     }
     for label, fn in attempts.items():
-        try:
-            fn()
-            outcome, message = "accepted", ""
-        except ReadOnlyError as exc:
-            outcome, message = "refused", str(exc)
-        except Exception as exc:  # noqa: BLE001 - counted
-            outcome, message = "crash", repr(exc)
+        outcome, message = _attempt(fn, ReadOnlyError)
         lost = tree_digest(ro_library) != before
         tally.add("read-only mode: attempted changes", outcome, lost, message)
         if outcome != "refused" or lost:
@@ -245,13 +250,7 @@ def test_a_full_disk_is_a_clear_message_and_loses_nothing(small_disk, ro_library
         "library import (bytes)": lambda: library.import_checkpoint(good.read_bytes(), "more.safetensors", lib, allow_duplicate=True),
         "library import (path)": lambda: library.import_checkpoint(good, "again.safetensors", lib, allow_duplicate=True),
     }.items():
-        try:
-            fn()
-            outcome, message = "accepted", ""
-        except StorageError as exc:
-            outcome, message = "refused", str(exc)
-        except Exception as exc:  # noqa: BLE001 - counted
-            outcome, message = "crash", repr(exc)
+        outcome, message = _attempt(fn, StorageError)
         lost = tree_digest(lib, cache_root) != before
         tally.add("full disk (3 MB tmpfs)", outcome, lost, message.replace(str(small_disk), "..."))
         outcomes.append((label, outcome, message, lost))
