@@ -9,7 +9,7 @@ import streamlit as st
 from asl_core.models import embedding_layer, list_layers
 from asl_core.report.figures import per_class_figure
 from asl_core.report.tables import per_class_table
-from ui import analysis, images, library, page, views, widgets
+from ui import analysis, figmemo, images, library, page, views, widgets
 from ui import state as S
 from ui.errors import user_errors
 from ui.urlstate import UrlState
@@ -63,49 +63,60 @@ st.caption(f"{m.name}: {m.method}, {m.arch} · {split} split, {len(m.features)} 
 for note in cmp.notes:
     st.info(note)
 
-views.apply_link_highlight(url, P, m.features.index, split)
-hl = views.highlight(cmp, P)
-url.set_extra("hl", hl.url["hl"])
-url.set_extra("cell", hl.url["cell"])
 
-widgets.seed_color(url, S.EXP_COLOR)
-color_by = widgets.color_by(S.EXP_COLOR)
-widgets.seed_look(url, P, len(cmp.class_names))
-look = widgets.scatter_look(P, cmp.class_names, config.method)
-views.scatter_row([view], [f"{m.name} · {layer} · trust {m.projection.trustworthiness:.3f}"], cmp.class_names, color_by,
-                  hl.ids, P, source=hl.source_view, look=look, legend_in_chart=True)
-st.caption(views.TRUST_NOTE)
-n_sel = len(hl.ids or [])
-st.subheader(f"Selection: {n_sel} sample(s)")
-if hl.ids:
-    st.caption(hl.title.replace("Highlighted samples: ", ""))
-    images.inspector(library.split_of(m.features, model.meta), hl.ids, m.features.labels, m.features.preds,
-                     m.features.confidence, m.features.index, cmp.class_names)
-else:
-    st.caption("Drag a box or a lasso on the scatter, or click a confusion cell, to see those inputs here.")
+@st.fragment
+def linked_views() -> None:
+    """The scatter, the selection inspector, the confusion matrix and the layer's separability:
+    a fragment, so a lasso or a cell click reruns only this part."""
+    views.apply_link_highlight(url, P, m.features.index, split)
+    hl = views.highlight(cmp, P)
+    url.set_extra("hl", hl.url["hl"])
+    url.set_extra("cell", hl.url["cell"])
 
-left, right = st.columns(2)
-with left:
-    st.subheader("Confusion matrix")
-    url.seed(S.EXP_NORMALIZED, "normalized", False, parse=lambda t: t == "1")
-    normalized = st.toggle("Row-normalised", key=S.EXP_NORMALIZED)
-    views.confusion_row([m.confusion_normalized if normalized else m.confusion], [m.name], cmp.class_names, P,
-                        normalized=normalized, cell=hl.cell)
-    st.caption("Click a cell to see its samples (true = row, predicted = column) above and in the scatter.")
-with right:
-    st.subheader(f"Separability of `{layer}`")
-    sep = m.separability[layer]
-    cols = st.columns(3)
-    for i, (label, key, fmt) in enumerate(widgets.SEPARABILITY):
-        cols[i % 3].metric(label, format(sep[key], fmt) if sep.get(key) is not None else "—")
-    if sep.get("note"):
-        st.caption(sep["note"])
+    widgets.seed_color(url, S.EXP_COLOR)
+    color_by = widgets.color_by(S.EXP_COLOR)
+    widgets.seed_look(url, P, len(cmp.class_names))
+    look = widgets.scatter_look(P, cmp.class_names, config.method)
+    views.scatter_row([view], [f"{m.name} · {layer} · trust {m.projection.trustworthiness:.3f}"], cmp.class_names, color_by,
+                      hl.ids, P, source=hl.source_view, look=look, legend_in_chart=True)
+    st.caption(views.TRUST_NOTE)
+    n_sel = len(hl.ids or [])
+    st.subheader(f"Selection: {n_sel} sample(s)")
+    if hl.ids:
+        st.caption(hl.title.replace("Highlighted samples: ", ""))
+        images.inspector(library.split_of(m.features, model.meta), hl.ids, m.features.labels, m.features.preds,
+                         m.features.confidence, m.features.index, cmp.class_names)
+    else:
+        st.caption("Drag a box or a lasso on the scatter, or click a confusion cell, to see those inputs here.")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Confusion matrix")
+        url.seed(S.EXP_NORMALIZED, "normalized", False, parse=lambda t: t == "1")
+        normalized = st.toggle("Row-normalised", key=S.EXP_NORMALIZED)
+        views.confusion_row([m.confusion_normalized if normalized else m.confusion], [m.name], cmp.class_names, P,
+                            normalized=normalized, cell=hl.cell)
+        st.caption("Click a cell to see its samples (true = row, predicted = column) above and in the scatter.")
+    with right:
+        st.subheader(f"Separability of `{layer}`")
+        sep = m.separability[layer]
+        cols = st.columns(3)
+        for i, (label, key, fmt) in enumerate(widgets.SEPARABILITY):
+            cols[i % 3].metric(label, format(sep[key], fmt) if sep.get(key) is not None else "—")
+        if sep.get("note"):
+            st.caption(sep["note"])
+    url.republish()
+
+
+linked_views()
 
 st.subheader("Per class", anchor="per-class")
 rows = analysis.per_class(cmp)
 labels = [f"{r['class_name']} · {r['train_count']}" + (" · tail" if r["tail"] else "") for r in rows]
-st.plotly_chart(per_class_figure(labels, {k: [r[k] for r in rows] for k in ("recall", "precision", "f1")},
-                                 title=f"{m.name}: recall, precision and F1 per class"), key=S.EXP_PER_CLASS)
+scores = {k: [r[k] for r in rows] for k in ("recall", "precision", "f1")}
+per_class_title = f"{m.name}: recall, precision and F1 per class"
+st.plotly_chart(figmemo.memo("per_class", lambda: per_class_figure(labels, scores, title=per_class_title), labels, scores,
+                             per_class_title), key=S.EXP_PER_CLASS)
 st.caption("Under each class: its training samples (from the dataset spec in the checkpoint); tail = the 3 smallest "
            "classes of a long-tailed training set.")
 per_class_df = per_class_table(rows)

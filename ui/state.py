@@ -48,7 +48,6 @@ CMP_LAYER = "cmp_layer"
 CMP_COLOR = "cmp_color"
 CMP_CLEAR = "cmp_clear"
 CMP_NORMALIZED = "cmp_normalized"
-CMP_DOWNLOADS = "cmp_downloads"
 CMP_LAYER_BARS = "cmp_layer_bars"
 CMP_DL_CSV = "cmp_dl_csv"
 CMP_DL_PARQUET = "cmp_dl_parquet"
@@ -120,3 +119,4 @@ def show_flash(slot: str = "") -> None:
             return
         getattr(st, kind, st.info)(message)
         st.session_state[FLASH] = None
+CMP_FULL_RUN = "cmp_full_run"  # set when a change inside a fragment needs the whole page

@@ -69,6 +69,7 @@ class UrlState:
         widget_changed = any(k in st.session_state and st.session_state[k] != v for k, v in saved.items())
         self.url_speaks = last is None or (current != last and not widget_changed)
         self.absent_means_default = self.url_speaks and bool(current)
+        self._published = False
 
     @property
     def _last_key(self) -> str:
@@ -124,4 +125,14 @@ class UrlState:
         if values != self.current:
             st.query_params.from_dict(values)
         st.session_state[self._last_key] = values
+        # from now on (a fragment's rerun uses this object again) the URL says what the widgets say
+        self.current, self.url_speaks, self.absent_means_default = values, False, False
+        self._published = True
+
+    def republish(self) -> None:
+        """At the end of a fragment (``st.fragment``): on the fragment's own rerun, write the URL
+        again; during the page's full run, leave it to the page's ``publish`` at the end (the
+        parts after the fragment still have to read the URL)."""
+        if self._published:
+            self.publish()
         st.session_state[self._saved_key] = {key: st.session_state.get(key) for key, _, _ in self._params.values()}

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from asl_core.report.figures import class_palette, confusion_figure, scatter_figure  # noqa: F401 (confusion_figure re-exported)
-from ui import cloud, selection
+from ui import cloud, figmemo, selection
 from ui.analysis import view_arrays
 from ui.urlstate import parse_ids
 from ui import state as S
@@ -92,15 +92,23 @@ def scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], c
         shared_legend(class_names, color_by, look.isolate)
     cols = st.columns(len(views))
     for i, (col, v, title) in enumerate(zip(cols, views, titles)):
-        fig = scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], class_names, color_by=color_by,
-                             highlight=None if (highlight is None or source == i) else highlight, title=title,
-                             hover_index=v["index"], marker_size=look.marker_size, opacity=look.opacity,
-                             show_legend=legend_in_chart, axis_titles=look.axis_titles, isolate=look.isolate)
-        fig = light_when_big(svg_when_small(fig, len(v["coords"])), len(v["coords"]))
-        fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep", title={"font": {"size": 14}})
+        hl = None if (highlight is None or source == i) else list(highlight)
+        fig = figmemo.memo("scatter", lambda: _scatter(v, title, class_names, color_by, hl, look, legend_in_chart),
+                           v, title, list(class_names), color_by, hl, look, legend_in_chart)
         with col:
             st.plotly_chart(fig, key=S.scatter_key(prefix, i), on_select=_remember(("scatter", i), prefix),
                             selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+
+
+def _scatter(v: dict[str, np.ndarray], title: str, class_names, color_by: str, highlight: list[int] | None, look: Look,
+             legend_in_chart: bool) -> go.Figure:
+    fig = scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], class_names, color_by=color_by,
+                         highlight=highlight, title=title, hover_index=v["index"], marker_size=look.marker_size,
+                         opacity=look.opacity, show_legend=legend_in_chart, axis_titles=look.axis_titles,
+                         isolate=look.isolate)
+    fig = light_when_big(svg_when_small(fig, len(v["coords"])), len(v["coords"]))
+    fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep", title={"font": {"size": 14}})
+    return fig
 
 
 def svg_when_small(fig: go.Figure, n: int) -> go.Figure:
@@ -131,17 +139,26 @@ def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_n
     ``cell`` (view, true, pred) is outlined in every matrix, solid in the view it came from."""
     cols = st.columns(len(matrices))
     for i, (col, cm, title) in enumerate(zip(cols, matrices, titles)):
-        fig = clickable_cells(confusion_figure(cm, class_names, normalized=normalized, title=title), cm, class_names)
-        fig.update_layout(height=420, clickmode="event+select", dragmode=False)
-        if len(matrices) > 1:  # side by side the colour bars eat the cells; hover and the numbers carry the values
-            fig.update_traces(showscale=False, selector={"type": "heatmap"})
-        if cell is not None:
-            view, t, p = cell
-            fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
-                          line={"color": "#d62728", "width": 3, "dash": "solid" if view == i else "dot"})
+        marked = None if cell is None else (cell[1], cell[2], cell[0] == i)
+        fig = figmemo.memo("confusion", lambda: _confusion(cm, class_names, normalized, title, len(matrices) > 1, marked),
+                           np.asarray(cm), list(class_names), normalized, title, len(matrices) > 1, marked)
         with col:
             st.plotly_chart(fig, key=S.confusion_key(prefix, i), on_select=_remember(("cell", i), prefix),
                             selection_mode=("points",), config={"displaylogo": False})
+
+
+def _confusion(cm: np.ndarray, class_names, normalized: bool, title: str, side_by_side: bool,
+               marked: tuple[int, int, bool] | None) -> go.Figure:
+    """One clickable confusion matrix; ``marked`` (true, pred, solid) outlines a cell."""
+    fig = clickable_cells(confusion_figure(cm, class_names, normalized=normalized, title=title), cm, class_names)
+    fig.update_layout(height=420, clickmode="event+select", dragmode=False)
+    if side_by_side:  # side by side the colour bars eat the cells; hover and the numbers carry the values
+        fig.update_traces(showscale=False, selector={"type": "heatmap"})
+    if marked is not None:
+        t, p, solid = marked
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
+                      line={"color": "#d62728", "width": 3, "dash": "solid" if solid else "dot"})
+    return fig
 
 
 def clickable_cells(fig: go.Figure, cm: np.ndarray, class_names) -> go.Figure:

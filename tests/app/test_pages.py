@@ -170,7 +170,6 @@ def test_compare_defaults_and_downloads(app_env):
     summary = at.dataframe[0].value
     assert list(summary["model"]) == ["baseline", "asloss", "clonal"]
     assert summary["McNemar p vs baseline"].str.startswith("p ").tolist() == [False, True, True]  # "p = 0.062", never 0.0000
-    at.toggle(key=S.CMP_DOWNLOADS).set_value(True).run()
     assert not at.exception and len(at.get("download_button")) == 4
     at.selectbox(key=S.CMP_LAYER).set_value("block2").run()
     assert not at.exception
