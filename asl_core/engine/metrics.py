@@ -245,3 +245,28 @@ def nearest_neighbours(X, query_rows, k: int = 8) -> tuple[np.ndarray, np.ndarra
     # the query may tie with a duplicate and not come first: drop it wherever it is, else the farthest
     keep[~(~keep).any(axis=1), -1] = False
     return idx[keep].reshape(q.size, k), dist[keep].reshape(q.size, k)
+
+
+def trustworthiness(X, X_embedded, n_neighbors: int = 5, chunk: int = 256) -> float:
+    """scikit-learn's ``sklearn.manifold.trustworthiness`` (Euclidean), without its full
+    argsort of the ``N x N`` distance matrix: the rank of an embedded neighbour ``j`` of ``i``
+    in the original space is ``1 + #{l: d(i, l) < d(i, j)}``, counted against the ``k``
+    thresholds. Same value (tested against scikit-learn's); 0.23 s -> ~0.03 s at 2,000 points,
+    where it was a tenth of a cold Compare. ``O(chunk * N)`` memory."""
+    from sklearn.metrics import euclidean_distances
+    from sklearn.neighbors import NearestNeighbors
+
+    X, X_embedded = np.asarray(X), np.asarray(X_embedded)
+    n, k = X.shape[0], int(n_neighbors)
+    if k >= n / 2:
+        raise ValueError(f"n_neighbors ({k}) should be less than n_samples / 2 ({n / 2})")
+    ind_emb = NearestNeighbors(n_neighbors=k).fit(X_embedded).kneighbors(return_distance=False)
+    penalty = 0.0
+    for s in range(0, n, chunk):
+        d = euclidean_distances(X[s:s + chunk], X)
+        rows = np.arange(d.shape[0])
+        d[rows, s + rows] = np.inf  # a point is not its own neighbour
+        thresholds = np.take_along_axis(d, ind_emb[s:s + chunk], axis=1)  # [c, k]
+        ranks = (d[:, None, :] < thresholds[:, :, None]).sum(axis=2) + 1 - k
+        penalty += float(ranks[ranks > 0].sum())
+    return 1.0 - penalty * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))

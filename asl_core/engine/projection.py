@@ -251,7 +251,7 @@ def _fit_umap(mapper, Z: np.ndarray) -> np.ndarray:
 def trust(Z: np.ndarray, coords: np.ndarray, labels, config: ProjectionConfig, notes: list[str]) -> float:
     """Trustworthiness of ``coords`` ``[n, 2]`` against ``Z`` ``[n, D]``, on a stratified
     subsample of ``config.trust_points`` rows when ``n`` is larger (noted)."""
-    from sklearn.manifold import trustworthiness
+    from asl_core.engine.metrics import trustworthiness
 
     n = Z.shape[0]
     rows = stratified_sample(labels, config.trust_points, config.seed)

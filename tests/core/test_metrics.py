@@ -69,3 +69,18 @@ def test_separability_subsample_is_stated():
     assert sub["davies_bouldin"] == pytest.approx(full["davies_bouldin"])  # always on every sample
     one = separability(X[:10], np.zeros(10, int))
     assert np.isnan(one["silhouette"]) and np.isnan(one["davies_bouldin"])
+
+
+@pytest.mark.parametrize("n, d, k", [(40, 6, 3), (301, 64, 5), (1200, 512, 7)])
+def test_trustworthiness_equals_scikit_learn(n, d, k):
+    """The chunked rank count gives scikit-learn's trustworthiness exactly (float64 inputs;
+    chunk boundaries inside the data)."""
+    from sklearn.manifold import trustworthiness as reference
+
+    from asl_core.engine.metrics import trustworthiness
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, d))
+    E = X[:, :2] + rng.normal(scale=0.7, size=(n, 2))
+    assert trustworthiness(X, E, k, chunk=97) == reference(X, E, n_neighbors=k)
+    assert trustworthiness(X, X[:, :2], k) > trustworthiness(X, rng.normal(size=(n, 2)), k)
