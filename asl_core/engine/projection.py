@@ -31,8 +31,10 @@ class ProjectionConfig:
     ``max_points``: cap on the projected samples (a stratified seeded sample above it);
     ``trust_points``/``trust_k``: sample cap and neighbourhood size of the trustworthiness;
     ``umap_epochs``: UMAP's layout epochs (None: umap-learn's 200-500 by size; 200 measured as
-    trustworthy as 500 at half the time, bench/bench_engine.py); ``tsne_iter``: t-SNE iterations
-    after the 250 exaggerated ones."""
+    trustworthy as 500 at half the time, bench/bench_engine.py); ``tsne_exaggeration_iter`` and
+    ``tsne_iter``: t-SNE's early-exaggeration and normal iterations (openTSNE's defaults are 250
+    and 500; 125 and 250 with its learning rate n/12 measured as trustworthy, at half the time:
+    2,000 demo features 0.9949 vs 0.9948, 10k x 512 blobs 0.9577 vs 0.9582)."""
 
     method: str = "pca"
     seed: int = 0
@@ -46,7 +48,8 @@ class ProjectionConfig:
     trust_points: int = 2000
     trust_k: int = 5
     umap_epochs: int | None = 200
-    tsne_iter: int = 500
+    tsne_iter: int = 250
+    tsne_exaggeration_iter: int = 125
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,6 +71,8 @@ class ProjectionConfig:
             (self.umap_epochs is None or (isinstance(self.umap_epochs, int) and self.umap_epochs >= 10),
              "umap_epochs must be None (umap-learn's default) or an integer >= 10"),
             (isinstance(self.tsne_iter, int) and self.tsne_iter >= 50, "tsne_iter must be an integer >= 50"),
+            (isinstance(self.tsne_exaggeration_iter, int) and self.tsne_exaggeration_iter >= 0,
+             "tsne_exaggeration_iter must be an integer >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -172,7 +177,8 @@ def _embed(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndar
 def _tsne(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndarray:
     """openTSNE on the shared k-NN graph (``k = 3 x perplexity``, as openTSNE and scikit-learn
     choose it): Barnes-Hut below 10k points, FFT-accelerated interpolation above (openTSNE's
-    own switch), PCA initialisation, ``config.tsne_iter`` iterations after 250 exaggerated ones.
+    own switch), PCA initialisation, ``config.tsne_iter`` iterations after
+    ``config.tsne_exaggeration_iter`` exaggerated ones.
     Several times faster than scikit-learn's Barnes-Hut at 10k points (bench/bench_engine.py)."""
     from openTSNE import TSNE
     from openTSNE.affinity import PerplexityBasedNN
@@ -190,7 +196,8 @@ def _tsne(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndarr
     with _quiet_opentsne():
         affinities = PerplexityBasedNN(knn_index=neighbours, perplexity=perplexity, n_jobs=threads,
                                        random_state=config.seed)
-        tsne = TSNE(n_iter=config.tsne_iter, n_jobs=threads, random_state=config.seed)
+        tsne = TSNE(n_iter=config.tsne_iter, early_exaggeration_iter=config.tsne_exaggeration_iter, n_jobs=threads,
+                    random_state=config.seed)
         from openTSNE import initialization
 
         init = initialization.pca(Z, random_state=config.seed)
