@@ -8,7 +8,7 @@ import streamlit as st
 
 from asl_core.report.figures import history_figure
 from asl_core.models import ARCHITECTURES
-from ui import history, library, page
+from ui import figmemo, history, library, page
 from ui import state as S
 from ui.errors import attempt
 
@@ -42,7 +42,8 @@ if rows:
             if not meta.history:
                 st.info("No training history (foreign weights or an imported checkpoint).")
             else:
-                st.plotly_chart(history_figure(meta.history, title=""), key=S.CKPT_HISTORY)
+                st.plotly_chart(figmemo.memo("history", lambda: history_figure(meta.history, title=""), meta.history),
+                                key=S.CKPT_HISTORY)
             history.mechanism(meta)
     if chosen and not settings.read_only:  # a read-only server shows no delete (the library refuses it too)
         if st.session_state[S.PENDING_DELETE] != chosen:

@@ -4,12 +4,14 @@
 
 Two linked views of N synthetic points (10 Gaussian blobs), three ways:
 
-- ``scattergl``: plotly's WebGL scatter, every point sent to the browser (``ui.views.scatter_row``,
-  the app's scatter today); the browser computes the lasso.
+- ``scattergl``: plotly's WebGL scatter, every point sent to the browser
+  (``ui.views.plotly_scatter_row``, what the app draws below 50k points); the browser computes
+  the lasso.
 - ``pydeck``: deck.gl through ``st.pydeck_chart`` (ScatterplotLayer in an orthographic view, with
   ``on_select``); every point sent as JSON. Its selection is clicking objects: no lasso.
-- ``cloud``: ``ui.cloud.cloud_row``: a density image per view drawn on the server, a 2,000-point
-  hover sample, the lasso applied to all points on the server.
+- ``cloud``: ``ui.cloud.cloud_row`` (what the app draws from 50k points): a density image per
+  view drawn on the server, a 2,000-point hover sample, the lasso applied to all points on the
+  server.
 
 Per renderer and size: time from opening the page to both views drawn; the lasso gesture itself
 and the time from mouse-up to the other view highlighted; the tab's JS heap (CDP
@@ -59,8 +61,8 @@ from ui import state as S
 source = views.highlight_source(PREFIX)
 ids = None if source is None else selection.chart_ids(S.scatter_key(PREFIX, source[1]))
 st.markdown(f"### selected {len(ids) if ids else 0} of {N}")
-views.scatter_row(data, ["view 0", "view 1"], [str(c) for c in range(10)], "true", ids or None, PREFIX,
-                  source=None if source is None else source[1])
+views.plotly_scatter_row(data, ["view 0", "view 1"], [str(c) for c in range(10)], "true", ids or None, PREFIX,
+                         source=None if source is None else source[1])
 ''',
     "pydeck": COMMON + '''
 import pandas as pd

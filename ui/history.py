@@ -11,7 +11,7 @@ from asl_core.checkpoint import CheckpointMeta
 from asl_core.errors import UserError
 from asl_core.models import list_layers
 from asl_core.report.figures import confusing_set_figure, pair_count_figure
-from ui import library, widgets
+from ui import figmemo, library, widgets
 
 
 def summary(meta: CheckpointMeta) -> dict[str, Any]:
@@ -47,7 +47,9 @@ def mechanism(meta: CheckpointMeta) -> None:
     for warning in meta.warnings:
         st.error(f"**{warning}**", icon="⚠️")
     diag = meta.diagnostics or {}
-    figures = [f for f in (confusing_set_figure(meta.history), pair_count_figure(meta.history, meta.class_names)) if f]
+    figures = [f for f in (figmemo.memo("confusing_set", lambda: confusing_set_figure(meta.history), meta.history),
+                           figmemo.memo("pair_count", lambda: pair_count_figure(meta.history, meta.class_names),
+                                        meta.history, list(meta.class_names))) if f]
     if not figures:
         return
     st.subheader("Mechanism")

@@ -88,6 +88,14 @@ def scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], c
     if len(views[0]["coords"]) >= cloud.CLOUD_MIN_POINTS:
         cloud.cloud_row(views, titles, class_names, color_by, highlight, prefix, source)
         return
+    plotly_scatter_row(views, titles, class_names, color_by, highlight, prefix, source, look, legend_in_chart)
+
+
+def plotly_scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], class_names, color_by: str,
+                       highlight: list[int] | None, prefix: str, source: int | None = None, look: Look = Look(),
+                       legend_in_chart: bool = False) -> None:
+    """The scatter row as plotly scatters (SVG up to ``SVG_MAX_POINTS``, WebGL above), whatever
+    the size: what ``scatter_row`` draws below ``cloud.CLOUD_MIN_POINTS`` points."""
     if not legend_in_chart:
         shared_legend(class_names, color_by, look.isolate)
     cols = st.columns(len(views))
