@@ -40,7 +40,7 @@ OUT = ROOT / "bench" / "out"
 DRAWN_JS = """(n) => {
   const charts = [...document.querySelectorAll('.js-plotly-plot')];
   return charts.length >= n && charts.every(c => c._fullLayout && c.querySelector('.main-svg'))
-         && !document.querySelector('[data-testid="stStatusWidget"]');
+         && !document.querySelector('[data-test-script-state="running"]');
 }"""
 
 # highlighted points in view 1: markers with the engine's bright opacity (0.95); -1 before any highlight
@@ -122,9 +122,9 @@ def bench_pages(folder: Path, runs: int) -> dict[str, list[float]]:
                 worker.wait_for_timeout(300)  # the busy session is computing now
                 tab = context.new_page()
                 busy = _open_page(tab, url + "/")
-                still_busy = worker.evaluate("() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                still_busy = worker.evaluate("() => !!document.querySelector('[data-test-script-state=\"running\"]')")
                 tab.close()
-                worker.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=300_000)
+                worker.wait_for_selector('[data-test-script-state="running"]', state="detached", timeout=300_000)
                 worker.close()
                 res.setdefault("/ (new tab) alone", []).append(alone)
                 res.setdefault("/ (new tab) while another session projects", []).append(busy)

@@ -97,12 +97,12 @@ cloud.cloud_row(data, ["view 0", "view 1"], [str(c) for c in range(10)], "true",
 DRAWN = {
     "scattergl": """() => { const c = [...document.querySelectorAll('.js-plotly-plot')];
         return c.length >= 2 && c.every(g => g._fullLayout && g.querySelector('.gl-canvas-context, canvas'))
-               && !document.querySelector('[data-testid="stStatusWidget"]'); }""",
+               && !document.querySelector('[data-test-script-state="running"]'); }""",
     "pydeck": """() => document.querySelectorAll('[data-testid="stDeckGlJsonChart"] canvas').length >= 2
-               && !document.querySelector('[data-testid="stStatusWidget"]')""",
+               && !document.querySelector('[data-test-script-state="running"]')""",
     "cloud": """() => { const c = [...document.querySelectorAll('.js-plotly-plot')];
         return c.length >= 2 && c.every(g => g.layout && g.layout.images && g.layout.images.length)
-               && !document.querySelector('[data-testid="stStatusWidget"]'); }""",
+               && !document.querySelector('[data-test-script-state="running"]'); }""",
 }
 # a fingerprint of view 1 that changes when it is redrawn highlighted
 VIEW1 = {

@@ -104,9 +104,11 @@ def browser_page(width: int = 1600, height: int = 1000, webgl: bool = True):
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current run (no 'Running...' status widget)."""
+    """Wait until Streamlit has finished the current run: the app's root says ``data-test-script-state="running"``
+    while a script runs (the status widget that used to say so is not drawn with ``toolbarMode = "minimal"``,
+    so waiting for it to vanish returned at once)."""
     page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+    page.wait_for_selector('[data-test-script-state="running"]', state="detached", timeout=timeout)
 
 
 def full_screenshot(page, path, width: int = 1600) -> None:

@@ -80,7 +80,7 @@ async def _wait_for(page, model: str, layer: str, split: str, problems: list[str
             if shown not in allowed:
                 problems.append(f"{tag}: the page shows {s[:80]!r} while this session chose {model}")
         match = next((want.match(s) for s in summaries if want.match(s)), None)
-        if match and await page.locator('[data-testid="stStatusWidget"]').count() == 0:
+        if match and await page.locator('[data-test-script-state="running"]').count() == 0:
             return float(match.group(1))
         if time.monotonic() > deadline:
             raise TimeoutError(f"{tag}: waited {ACTION_TIMEOUT_MS / 1000:.0f} s for {model}/{layer}/{split}; "
