@@ -84,3 +84,16 @@ def test_trustworthiness_equals_scikit_learn(n, d, k):
     E = X[:, :2] + rng.normal(scale=0.7, size=(n, 2))
     assert trustworthiness(X, E, k, chunk=97) == reference(X, E, n_neighbors=k)
     assert trustworthiness(X, X[:, :2], k) > trustworthiness(X, rng.normal(size=(n, 2)), k)
+
+
+def test_within_between_ratio_equals_the_pairwise_definition():
+    """The BLAS-product distances give the ratio of mean pair distances computed pair by pair."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 6, 700)
+    X = rng.normal(size=(700, 40)) + y[:, None] * 0.4
+    d = cdist(X, X)
+    same = y[:, None] == y[None, :]
+    expected = (d[same].sum() / (same.sum() - len(X))) / (d[~same].sum() / (~same).sum())
+    assert within_between_ratio(X, y, chunk=128) == pytest.approx(expected, rel=1e-9)
