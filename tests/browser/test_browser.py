@@ -4,6 +4,7 @@ click a confusion cell and see the highlighted samples change. Screenshots: test
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,10 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
         wait_idle(page)
         assert highlighted(page) != first
         full_screenshot(page, artifacts / "05_compare_other_cell.png")
+
+        # --- downloads are built when clicked (Streamlit's deferred data), and arrive whole
+        for label, expect in (("Report HTML", "<html"), ("Coordinates CSV", "sample_index")):
+            with page.expect_download(timeout=120_000) as info:
+                page.get_by_role("button", name=label).click()
+            body = Path(info.value.path()).read_text()
+            assert expect in body[:5000] and "clonal" in body, label
