@@ -102,7 +102,7 @@ def serve(port: int, folder: Path) -> int:
         raise UserError("app.py is missing from this checkout")
     env = dict(os.environ, ASL_LENS_CHECKPOINTS=str(folder))
     print(f"ASL Lens: open http://localhost:{port} in a browser (Ctrl+C stops the app)", flush=True)
-    cmd = [sys.executable, "-m", "asl_core.serve", "run", str(app), "--server.port", str(port), "--server.address", "localhost",
+    cmd = [sys.executable, "-m", "ui.serve", "run", str(app), "--server.port", str(port), "--server.address", "localhost",
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     try:
         return subprocess.call(cmd, cwd=ROOT, env=env)

@@ -35,13 +35,13 @@ def streamlit_process(checkpoints: Path, cache: Path, script: str | Path = "app.
                       timeout: float = 60.0, log: Path | None = None,
                       command: list[str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Yields ``(base URL, process)`` of a running ``streamlit run script``, started like the
-    product starts it (``python -m asl_core.serve``: imports preloaded; ``command``
+    product starts it (``python -m ui.serve``: imports preloaded; ``command``
     replaces that when a test wraps the server, e.g. to inject a fault)."""
     port = free_port()
     full_env = dict(os.environ, ASL_LENS_CHECKPOINTS=str(checkpoints), ASL_LENS_CACHE=str(cache), **(env or {}))
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [*(command or [sys.executable, "-m", "asl_core.serve"]), "run", str(script), "--server.headless", "true",
+        [*(command or [sys.executable, "-m", "ui.serve"]), "run", str(script), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
         cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,4 +1,4 @@
-"""``python -m asl_core.serve run app.py [streamlit options]``: Streamlit's own command line,
+"""``python -m ui.serve run app.py [streamlit options]``: Streamlit's own command line,
 with the app's heavy imports done in a background thread while the server starts.
 
 Streamlit imports a page's modules only when the first browser session runs it, so the first

@@ -3,7 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from asl_core import serve
+from ui import serve
 
 
 def test_preload_imports_and_records_failures():
@@ -13,6 +13,6 @@ def test_preload_imports_and_records_failures():
 
 
 def test_serve_is_streamlits_command_line():
-    """``python -m asl_core.serve`` hands its arguments to Streamlit's own command line."""
-    out = subprocess.run([sys.executable, "-m", "asl_core.serve", "version"], capture_output=True, text=True, timeout=120)
+    """``python -m ui.serve`` hands its arguments to Streamlit's own command line."""
+    out = subprocess.run([sys.executable, "-m", "ui.serve", "version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "Streamlit" in out.stdout
