@@ -42,8 +42,7 @@ if rows:
             if not meta.history:
                 st.info("No training history (foreign weights or an imported checkpoint).")
             else:
-                st.plotly_chart(figmemo.memo("history", lambda: history_figure(meta.history, title=""), meta.history),
-                                key=S.CKPT_HISTORY)
+                st.plotly_chart(figmemo.memo(history_figure, meta.history, title=""), key=S.CKPT_HISTORY)
             history.mechanism(meta)
     if chosen and not settings.read_only:  # a read-only server shows no delete (the library refuses it too)
         if st.session_state[S.PENDING_DELETE] != chosen:

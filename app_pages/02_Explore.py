@@ -115,8 +115,7 @@ rows = analysis.per_class(cmp)
 labels = [f"{r['class_name']} · {r['train_count']}" + (" · tail" if r["tail"] else "") for r in rows]
 scores = {k: [r[k] for r in rows] for k in ("recall", "precision", "f1")}
 per_class_title = f"{m.name}: recall, precision and F1 per class"
-st.plotly_chart(figmemo.memo("per_class", lambda: per_class_figure(labels, scores, title=per_class_title), labels, scores,
-                             per_class_title), key=S.EXP_PER_CLASS)
+st.plotly_chart(figmemo.memo(per_class_figure, labels, scores, title=per_class_title), key=S.EXP_PER_CLASS)
 st.caption("Under each class: its training samples (from the dataset spec in the checkpoint); tail = the 3 smallest "
            "classes of a long-tailed training set.")
 per_class_df = per_class_table(rows)

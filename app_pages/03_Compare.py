@@ -5,7 +5,6 @@ Every view setting lives in the URL."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -125,7 +124,7 @@ def linked_views() -> None:
     st.caption(f"{len(shown)} of {len(table)} samples · click rows to highlight them in every view (one row also shows its "
                "neighbours below).")
     column_config = {f"{n} conf": st.column_config.NumberColumn(f"{n} conf", format="%.3f") for n in names}
-    st.dataframe(shown[visible], hide_index=True, width="stretch", height=min(300, 35 * (len(shown) + 1) + 3), on_select=views.remember(("table", 0), P),
+    st.dataframe(shown[visible], hide_index=True, width="stretch", height=min(300, 35 * (len(shown) + 1) + 3), on_select=selection.remember(("table", 0), P),
                  selection_mode="multi-row", key=S.CMP_TABLE, column_config=column_config)
     table_ids = [int(shown["sample"].iloc[r]) for r in selection.table_rows(S.CMP_TABLE) if r < len(shown)]
     if st.button(f"Highlight these {min(len(shown), views.MAX_URL_IDS)} rows in every view", key=S.CMP_HIGHLIGHT_ROWS,
@@ -149,9 +148,7 @@ def linked_views() -> None:
             st.rerun()
         widgets.seed_look(url, P, len(class_names))
         look = widgets.scatter_look(P, class_names, config.method)
-        view_arrays = [analysis.view_arrays(m) for m in cmp.models]
-        titles = [f"{m.name} · trust {m.projection.trustworthiness:.3f}" for m in cmp.models]
-        views.scatter_row(view_arrays, titles, class_names, color_by, hl.ids, P, source=hl.source_view, look=look)
+        views.scatter_row([analysis.view_arrays(m) for m in cmp.models], [views.view_title(m) for m in cmp.models], class_names, color_by, hl.ids, P, source=hl.source_view, look=look)
         st.caption(views.TRUST_NOTE + " Drag a box or lasso: the same samples light up in every view.")
 
         st.subheader("Confusion matrices")
@@ -202,8 +199,8 @@ def per_class() -> None:
     metric = st.radio("Change in", ["F1", "recall", "precision"], horizontal=True, key=S.CMP_DELTA_METRIC)
     key = {"F1": "d_f1", "recall": "d_recall", "precision": "d_precision"}[metric]
     deltas = {m.name: [r[key] for r in per_class_rows if r["model"] == m.name] for m in cmp.models[1:]}
-    st.plotly_chart(figmemo.memo("per_class_delta", lambda: per_class_delta_figure(labels, deltas, metric=metric, reference=ref.name),
-                                 labels, deltas, metric, ref.name), key="cmp_per_class_delta")
+    st.plotly_chart(figmemo.memo(per_class_delta_figure, labels, deltas, metric=metric, reference=ref.name),
+                    key="cmp_per_class_delta")
     st.caption("Training samples per class come from the dataset spec the checkpoints record; tail = the 3 smallest classes "
                "of a long-tailed training set. Test n is the number of samples of each class in this split.")
     per_class_df = per_class_table(per_class_rows, ({"F1": "f1"}.get(metric, metric),))
@@ -217,9 +214,8 @@ per_class()
 for m in cmp.models[1:]:
     st.subheader(f"{m.name} vs {ref.name}")
     left, right = st.columns([5, 6])
-    delta, delta_title = m.delta_normalized if st.session_state[S.CMP_NORMALIZED] else m.delta, f"confusion change ({m.name} − {ref.name})"
-    left.plotly_chart(figmemo.memo("delta", lambda: delta_figure(delta, class_names, title=delta_title),
-                                   np.asarray(delta), list(class_names), delta_title), key=f"cmp_delta_{m.name}")
+    left.plotly_chart(figmemo.memo(delta_figure, m.delta_normalized if st.session_state[S.CMP_NORMALIZED] else m.delta,
+                                   class_names, title=f"confusion change ({m.name} − {ref.name})"), key=f"cmp_delta_{m.name}")
     left.caption(f"Blue: {m.name} is better there (more correct answers on the diagonal, fewer errors off it); red: "
                  "worse. Numbers: the raw change.")
     right.markdown(mcnemar_sentence(ref.name, m.name, m.mcnemar))
@@ -233,9 +229,8 @@ if st.toggle("Show as bars", key=S.CMP_LAYER_BARS):  # five subplots: drawn on r
     st.plotly_chart(layer_metrics_figure(layer_table), key="cmp_layer_metrics")
 
 st.subheader("Downloads")
-downloads.buttons(cmp, lambda: views.figures_for_download(
-    [analysis.view_arrays(m) for m in cmp.models], [f"{m.name} · trust {m.projection.trustworthiness:.3f}" for m in cmp.models],
-    cmp, widgets.COLOR_BY[st.session_state[S.CMP_COLOR]], st.session_state[S.CMP_NORMALIZED])
+downloads.buttons(cmp, lambda: views.figures_for_download(cmp, widgets.COLOR_BY[st.session_state[S.CMP_COLOR]],
+                                                          st.session_state[S.CMP_NORMALIZED])
                   + [layer_metrics_figure(layer_table)])
 
 url.publish()

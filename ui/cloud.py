@@ -5,12 +5,8 @@ Same contract as :func:`ui.views.scatter_row` (views are dicts of ``coords``, ``
 each view is a density image drawn on the server (:mod:`asl_core.report.cloud`): what crosses the
 websocket is one PNG and a hover sample per view, whatever the number of points, and the lasso
 is applied to every point on the server. Chosen by measurement: bench/bench_cloud.py and
-docs/BENCHMARKS.md. To use it for big views in ``ui/views.py``'s scatter row::
-
-    if len(views[0]["coords"]) >= cloud.CLOUD_MIN_POINTS:
-        return cloud.cloud_row(views, titles, class_names, color_by, highlight, prefix, source)
-
-and read a cloud view's selection with :func:`cloud_ids` instead of ``selection.chart_ids``.
+docs/BENCHMARKS.md. ``ui.views.scatter_row`` draws it from ``CLOUD_MIN_POINTS`` points per view,
+and reads a cloud view's selection with :func:`cloud_ids` instead of ``selection.chart_ids``.
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ import numpy as np
 import streamlit as st
 
 from asl_core.report.cloud import cloud_figure, in_box, inside
-from ui import figmemo
+from ui import figmemo, selection
 from ui import state as S
 
 CLOUD_MIN_POINTS = 50_000  # below this the WebGL scatter draws and lassos every point itself
@@ -68,12 +64,6 @@ def cloud_ids(prefix: str, i: int, view: dict[str, np.ndarray]) -> np.ndarray:
     return np.sort(np.asarray(view["index"])[mask])
 
 
-def _remember(source: tuple[str, int], prefix: str):
-    def callback() -> None:
-        st.session_state[S.highlight_source_key(prefix)] = source
-    return callback
-
-
 def _cloud(v: dict[str, np.ndarray], title: str, class_names, color_by: str, highlight) -> tuple[Any, str]:
     fig, note = cloud_figure(v["coords"], v["labels"], v["preds"], v["confidence"], class_names, color_by=color_by,
                              highlight=highlight, title=title, hover_index=v["index"], width=CLOUD_WIDTH_PX)
@@ -90,9 +80,8 @@ def cloud_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[str], cla
     cols = st.columns(len(views))
     for i, (col, v, title) in enumerate(zip(cols, views, titles)):
         hl = None if (highlight is None or source == i) else np.asarray(highlight)
-        fig, note = figmemo.memo("cloud", lambda: _cloud(v, title, class_names, color_by, hl), v, title, list(class_names),
-                                 color_by, hl)
+        fig, note = figmemo.memo(_cloud, v, title, class_names, color_by, hl)
         with col:
-            st.plotly_chart(fig, key=S.scatter_key(prefix, i), on_select=_remember(("scatter", i), prefix),
+            st.plotly_chart(fig, key=S.scatter_key(prefix, i), on_select=selection.remember(("scatter", i), prefix),
                             selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
             st.caption(note)

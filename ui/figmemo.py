@@ -59,15 +59,15 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def memo(kind: str, build: Callable[[], Any], *inputs: Any) -> Any:
-    """The figure ``build()`` returns for ``inputs``, built once per distinct ``inputs``."""
-    key = (kind, fingerprint(*inputs))
+def memo(build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``build(*args, **kwargs)``, built once per builder and distinct arguments."""
+    key = (f"{build.__module__}.{build.__qualname__}", fingerprint(args, kwargs))
     store, lock = _store()
     with lock:
         if key in store:
             store.move_to_end(key)
             return store[key]
-    fig = build()
+    fig = build(*args, **kwargs)
     with lock:
         store[key] = fig
         while len(store) > MAX_FIGURES:

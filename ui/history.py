@@ -47,9 +47,8 @@ def mechanism(meta: CheckpointMeta) -> None:
     for warning in meta.warnings:
         st.error(f"**{warning}**", icon="⚠️")
     diag = meta.diagnostics or {}
-    figures = [f for f in (figmemo.memo("confusing_set", lambda: confusing_set_figure(meta.history), meta.history),
-                           figmemo.memo("pair_count", lambda: pair_count_figure(meta.history, meta.class_names),
-                                        meta.history, list(meta.class_names))) if f]
+    figures = [f for f in (figmemo.memo(confusing_set_figure, meta.history),
+                           figmemo.memo(pair_count_figure, meta.history, meta.class_names)) if f]
     if not figures:
         return
     st.subheader("Mechanism")

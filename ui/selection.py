@@ -1,10 +1,13 @@
-"""Reading Plotly selection events (``st.plotly_chart(on_select="rerun")``) into sample ids."""
+"""Reading Plotly selection events (``st.plotly_chart(on_select="rerun")``) into sample ids, and the
+``on_select`` callback that makes a selection drive the highlight."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import streamlit as st
+
+from ui import state as S
 
 
 def _points(event: Any) -> list[dict]:
@@ -62,3 +65,11 @@ def table_rows(key: str) -> list[int]:
         return []
     rows = sel.get("rows") if isinstance(sel, dict) else getattr(sel, "rows", None)
     return [int(r) for r in rows or []]
+
+
+def remember(source: tuple[str, int], prefix: str):
+    """``on_select`` callback that makes ``source`` (``("scatter", i)``, ``("cell", i)``,
+    ``("table", 0)``) drive the highlight of the views under ``prefix``."""
+    def callback() -> None:
+        st.session_state[S.highlight_source_key(prefix)] = source
+    return callback

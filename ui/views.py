@@ -23,17 +23,6 @@ SVG_MAX_POINTS = 5000
 LIGHT_HOVER_POINTS = 20000
 
 
-def _remember(source: tuple[str, int], prefix: str):
-    def callback() -> None:
-        st.session_state[S.highlight_source_key(prefix)] = source
-    return callback
-
-
-def remember(source: tuple[str, int], prefix: str):
-    """``on_select`` callback that makes ``source`` drive the highlight."""
-    return _remember(source, prefix)
-
-
 def highlight_source(prefix: str) -> tuple[str, int] | None:
     return st.session_state.get(S.highlight_source_key(prefix))
 
@@ -101,10 +90,9 @@ def plotly_scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[
     cols = st.columns(len(views))
     for i, (col, v, title) in enumerate(zip(cols, views, titles)):
         hl = None if (highlight is None or source == i) else list(highlight)
-        fig = figmemo.memo("scatter", lambda: _scatter(v, title, class_names, color_by, hl, look, legend_in_chart),
-                           v, title, list(class_names), color_by, hl, look, legend_in_chart)
+        fig = figmemo.memo(_scatter, v, title, class_names, color_by, hl, look, legend_in_chart)
         with col:
-            st.plotly_chart(fig, key=S.scatter_key(prefix, i), on_select=_remember(("scatter", i), prefix),
+            st.plotly_chart(fig, key=S.scatter_key(prefix, i), on_select=selection.remember(("scatter", i), prefix),
                             selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
 
 
@@ -148,10 +136,9 @@ def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_n
     cols = st.columns(len(matrices))
     for i, (col, cm, title) in enumerate(zip(cols, matrices, titles)):
         marked = None if cell is None else (cell[1], cell[2], cell[0] == i)
-        fig = figmemo.memo("confusion", lambda: _confusion(cm, class_names, normalized, title, len(matrices) > 1, marked),
-                           np.asarray(cm), list(class_names), normalized, title, len(matrices) > 1, marked)
+        fig = figmemo.memo(_confusion, cm, class_names, normalized, title, len(matrices) > 1, marked)
         with col:
-            st.plotly_chart(fig, key=S.confusion_key(prefix, i), on_select=_remember(("cell", i), prefix),
+            st.plotly_chart(fig, key=S.confusion_key(prefix, i), on_select=selection.remember(("cell", i), prefix),
                             selection_mode=("points",), config={"displaylogo": False})
 
 
@@ -305,9 +292,17 @@ def parse_cell(text: str) -> tuple[int, int, int]:
     return v, t, p
 
 
-def figures_for_download(view_arrays, titles, cmp, color_by: str, normalized: bool) -> list:
-    figs = [scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], cmp.class_names, color_by=color_by,
-                           title=t, hover_index=v["index"]) for v, t in zip(view_arrays, titles)]
+def view_title(m) -> str:
+    """A projection's title: the model and the trustworthiness of its 2-D picture."""
+    return f"{m.name} · trust {m.projection.trustworthiness:.3f}"
+
+
+def figures_for_download(cmp, color_by: str, normalized: bool) -> list:
+    figs = []
+    for m in cmp.models:
+        v = view_arrays(m)
+        figs.append(scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], cmp.class_names,
+                                   color_by=color_by, title=view_title(m), hover_index=v["index"]))
     figs += [confusion_figure(m.confusion_normalized if normalized else m.confusion, cmp.class_names,
                               normalized=normalized, title=m.name) for m in cmp.models]
     return figs
