@@ -9,8 +9,8 @@ looked at for
 - torchvision's MNIST / Fashion-MNIST (``MNIST/raw/...``, ``FashionMNIST/raw/...``) or CIFAR-10
   (``cifar-10-batches-py/``) files, as torchvision lays them out (never downloaded).
 
-Discovery only lists folders and file names (a bounded number per folder); images are read
-when a dataset is built.
+Discovery lists folders and uses the loader's own class rule (:mod:`asl_core.data.manifest`: a
+class is a sub-folder with an image file in it); images are read when a dataset is built.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asl_core.data.datasets import IMAGE_EXTENSIONS, PRESETS, DatasetSpec
+from asl_core.data.manifest import class_dirs
+from asl_core.data.spec import PRESETS, DatasetSpec
 from asl_core.errors import DataError
 
 # (source, files that must exist under a candidate root) in torchvision's own layout
@@ -33,7 +34,6 @@ _TORCHVISION_LAYOUTS = (
 _SOURCE_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "folder": "image folder"}
 # bounds that keep discovery quick on a big disk: entries looked at per folder
 MAX_ENTRIES = 500
-MAX_FILES_PER_CLASS = 50
 
 
 @dataclass(frozen=True)
@@ -63,30 +63,9 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         return []
 
 
-def _has_images(folder: Path) -> bool:
-    for i, entry in enumerate(_entries(folder)):
-        if i >= MAX_FILES_PER_CLASS:
-            return False
-        if entry.name.startswith("."):
-            continue
-        try:
-            if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def _image_classes(folder: Path) -> list[str]:
-    """Sub-folders of ``folder`` that hold images directly (the class folders of an image folder)."""
-    classes = []
-    for entry in _entries(folder):
-        try:
-            if not entry.name.startswith(".") and entry.is_dir() and _has_images(Path(entry.path)):
-                classes.append(entry.name)
-        except OSError:
-            continue
-    return classes
+    """The class folders of ``folder``, by the loader's own rule (:func:`asl_core.data.manifest.class_dirs`)."""
+    return class_dirs(folder)
 
 
 def _inside(path: Path, root: Path) -> bool:

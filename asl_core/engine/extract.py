@@ -72,7 +72,7 @@ def sharded_features(
     if len(split) < ctx.world_size:
         raise UserError(f"the {split_name} split has {len(split)} samples, fewer than the {ctx.world_size} processes")
     part = distributed.shard_slice(len(split), ctx)
-    own = Split(x=split.x[part], y=split.y[part], index=split.index[part])
+    own = split.subset(part)  # a streamed split: this rank decodes only its own files
     feats = extract_features(ckpt, own, layers, device=device, batch_size=batch_size, amp=amp,
                              channels_last=channels_last, split_name=split_name)
     shard_keys = [_features_key(ckpt, spec, split_name, layers, amp, shard=(r, ctx.world_size))

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+Sink = Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
+# host dtypes of the outputs (``layer:NAME``, logits and confidence float32; predictions int64)
+OUT_DTYPES = {"pred": np.int64}
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,8 @@ def extract_features(
     ``LayerError`` (a ``ValueError``) that lists the valid names. The model's train/eval mode
     and device are restored afterwards."""
     meta = ckpt.meta
-    if split.x.shape[1] != meta.data_channels:
-        raise UserError(f"the model expects {meta.data_channels}-channel data; the data has {split.x.shape[1]}")
+    if split.channels != meta.data_channels:
+        raise UserError(f"the model expects {meta.data_channels}-channel data; the data has {split.channels}")
     return run_model(ckpt.model, split, meta.mean, meta.std, layers, device=device, batch_size=batch_size, amp=amp,
                      channels_last=channels_last, progress=progress, split_name=split_name, forward=forward,
                      channel_repeat=meta.channel_repeat)
@@ -129,18 +132,23 @@ def run_model(
     split_name: str = "",
     forward: Forward | None = None,
     channel_repeat: int = 1,
+    sink: Sink | None = None,
+    workers: int | None = None,
 ) -> Features:
     """The one inference loop: ``model`` over ``split`` normalised with ``mean``/``std``. Used by
     :func:`extract_features` (a checkpoint) and by training's evaluation (a model in training).
     ``channel_repeat`` 3 repeats a grayscale split's channel for a 3-channel model (``mean``/``std``
-    then have 3 values)."""
+    then have 3 values). The split is read through a DataLoader (:func:`asl_core.data.split_loader`;
+    ``workers`` decode a streamed split). ``sink(key, shape, dtype)`` gives the arrays the rows
+    are written into (the cache passes memory-mapped files, so no ``[N, D]`` array of any layer
+    need be in RAM); by default they are host buffers."""
     if amp not in (None, "bf16", "fp16"):
         raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if channel_repeat not in (1, 3) or (channel_repeat == 3 and split.x.shape[1] != 1):
+    if channel_repeat not in (1, 3) or (channel_repeat == 3 and split.channels != 1):
         raise ValueError(f"channel_repeat 3 needs 1-channel data and 1 keeps it; got {channel_repeat!r} for "
-                         f"{split.x.shape[1]}-channel data")
+                         f"{split.channels}-channel data")
     layers = list(dict.fromkeys(layers))  # unique, in order
     resolve_layers(model, layers)  # fail on unknown names before any work
     dev = pick_device(device)
@@ -149,12 +157,13 @@ def run_model(
         raise UserError("the split is empty")
     with model_lock(model):
         buffers, bs, notes = _run_batches(model, split, layers, mean, std, dev, batch_size, amp, channels_last,
-                                          progress, forward or _default_forward, channel_repeat)
+                                          progress, forward or _default_forward, channel_repeat, sink, workers)
+    arr = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in buffers.items()}
     return Features(
-        layers={name: buffers[f"layer:{name}"].numpy().astype(np.float32, copy=False) for name in layers},
-        logits=buffers["logits"].numpy(),
-        preds=buffers["pred"].numpy().astype(np.int64),
-        confidence=buffers["conf"].numpy(),
+        layers={name: arr[f"layer:{name}"] for name in layers},
+        logits=arr["logits"],
+        preds=arr["pred"],
+        confidence=arr["conf"],
         labels=split.y.numpy().astype(np.int64),
         index=split.index.numpy().astype(np.int64),
         split=split_name,
@@ -188,14 +197,19 @@ def _run_batches(
     progress: Callable[[int, int], None] | None,
     forward: Forward,
     channel_repeat: int = 1,
-) -> tuple[dict[str, torch.Tensor], int, list[str]]:
-    """The batch loop. Returns host buffers (``layer:NAME`` ``[N, D]``, ``logits``, ``conf``,
-    ``pred``), the batch size finally used and one note per out-of-memory retry."""
+    sink: Sink | None = None,
+    workers: int | None = None,
+) -> tuple[dict[str, torch.Tensor | np.ndarray], int, list[str]]:
+    """The batch loop over a DataLoader. Returns the output arrays (``layer:NAME`` ``[N, D]``,
+    ``logits``, ``conf``, ``pred``), the batch size finally used and one note per out-of-memory
+    retry (a loaded batch is then run in halves)."""
+    from asl_core.data.loading import split_loader
+
     n, on_cuda = len(split), dev.type == "cuda"
     was_training, home = model.training, _model_device(model)
     use_cl = channels_last and on_cuda
     autocast = torch.autocast("cuda", dtype=AMP_DTYPES[amp]) if (amp and on_cuda) else contextlib.nullcontext()
-    buffers: dict[str, torch.Tensor] = {}
+    buffers: dict[str, torch.Tensor | np.ndarray] = {}
     notes: list[str] = []
     bs = batch_size
     model.eval()
@@ -205,48 +219,68 @@ def _run_batches(
     # built once, not per batch: for a tiny model the per-batch small ops are most of the overhead
     shift = torch.as_tensor(mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
     scale = torch.as_tensor(std, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+    pending: list[tuple[torch.Tensor | np.ndarray, int, int, torch.Tensor]] = []  # host copies still in flight
+    staging: dict[str, torch.Tensor] = {}
+
+    def flush() -> None:
+        if on_cuda and pending:
+            torch.cuda.synchronize(dev)
+        for buf, a, b, host in pending:
+            buf[a:b] = host.numpy()
+        pending.clear()
+
     try:
         with torch.inference_mode(), LayerTap(model, layers, pool=True, detach=True) as tap:
             start = 0
-            while start < n:
-                xb = split.x[start : start + bs]
-                if on_cuda:
-                    xb = xb.pin_memory().to(dev, non_blocking=True)
-                xb = xb.to(dev, torch.float32)
-                if channel_repeat > 1:  # a view; the subtraction below makes the new tensor
-                    xb = xb.expand(-1, channel_repeat, -1, -1)
-                xb = xb.sub(shift).div_(scale)
-                if use_cl:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                tap.outputs.clear()
-                try:
-                    with autocast:
-                        logits = forward(model, xb)
-                except torch.OutOfMemoryError:
+            for loaded, _, _ in split_loader(split, batch_size=batch_size, workers=workers, device=dev):
+                pos = 0
+                while pos < loaded.shape[0]:
+                    xb = loaded[pos : pos + bs].to(dev, torch.float32, non_blocking=on_cuda)
+                    if channel_repeat > 1:  # a view; the subtraction below makes the new tensor
+                        xb = xb.expand(-1, channel_repeat, -1, -1)
+                    xb = xb.sub(shift).div_(scale)
+                    if use_cl:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
                     tap.outputs.clear()
-                    del xb
-                    if bs == 1:
-                        raise UserError("out of device memory even with a batch of 1; use the CPU (device='cpu')") from None
-                    if on_cuda:
-                        torch.cuda.empty_cache()
-                    notes.append(f"out of memory at batch size {bs}; retried with {bs // 2}")
-                    log.warning(notes[-1])
-                    bs //= 2
-                    continue
-                logits = logits.float()
-                conf, pred = torch.softmax(logits, dim=1).max(dim=1)
-                rows = {f"layer:{name}": tap.outputs[name].float() for name in layers}
-                rows.update(logits=logits, conf=conf, pred=pred)
-                stop = start + xb.shape[0]
-                for key, value in rows.items():
-                    if key not in buffers:  # sized on the first batch; pinned so D2H copies can be async
-                        buffers[key] = torch.empty((n, *value.shape[1:]), dtype=value.dtype, pin_memory=on_cuda)
-                    buffers[key][start:stop].copy_(value, non_blocking=on_cuda)
-                start = stop
-                if progress is not None:
-                    progress(start, n)
-            if on_cuda:
-                torch.cuda.synchronize(dev)  # the async copies into the host buffers are done
+                    try:
+                        with autocast:
+                            logits = forward(model, xb)
+                    except torch.OutOfMemoryError:
+                        tap.outputs.clear()
+                        del xb
+                        if bs == 1:
+                            raise UserError("out of device memory even with a batch of 1; use the CPU (device='cpu')") from None
+                        if on_cuda:
+                            torch.cuda.empty_cache()
+                        notes.append(f"out of memory at batch size {bs}; retried with {bs // 2}")
+                        log.warning(notes[-1])
+                        bs //= 2
+                        continue
+                    logits = logits.float()
+                    conf, pred = torch.softmax(logits, dim=1).max(dim=1)
+                    rows = {f"layer:{name}": tap.outputs[name].float() for name in layers}
+                    rows.update(logits=logits, conf=conf, pred=pred.long())
+                    stop = start + xb.shape[0]
+                    flush()  # the previous batch's copies landed while this one ran
+                    for key, value in rows.items():
+                        if key not in buffers:  # sized on the first batch
+                            shape = (n, *value.shape[1:])
+                            dtype = OUT_DTYPES.get(key, np.float32)
+                            buffers[key] = (sink(key, shape, np.dtype(dtype)) if sink is not None
+                                            else np.empty(shape, dtype=dtype))
+                        if on_cuda:  # one pinned staging buffer per output, reused: asynchronous copies
+                            if key not in staging or staging[key].shape[0] < value.shape[0]:
+                                staging[key] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+                            host = staging[key][: value.shape[0]]
+                            host.copy_(value, non_blocking=True)
+                            pending.append((buffers[key], start, stop, host))
+                        else:
+                            buffers[key][start:stop] = value.numpy()
+                    start = stop
+                    pos += xb.shape[0]
+                    if progress is not None:
+                        progress(start, n)
+            flush()
     finally:
         if use_cl:
             model.to(memory_format=torch.contiguous_format)

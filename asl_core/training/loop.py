@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint, content_hash
-from asl_core.data import DatasetSpec, Split, Splits, build_splits, normalize
+from asl_core.data import DatasetSpec, Split, Splits, build_splits, normalize, split_loader
 from asl_core.data.samplers import epoch_batches, same_class_pairs
 from asl_core.distributed import SINGLE, DistContext, current, gather_rows, local_device, shard_sizes, shard_slice
 from asl_core.engine.features import evaluate, run_model
@@ -180,13 +180,29 @@ def evaluate_split(model: nn.Module, split: Split, splits: Splits, device: torch
     if not ctx.active or len(split) < ctx.world_size:
         return evaluate(model, split, splits.mean, splits.std, device, num_classes)
     part = shard_slice(len(split), ctx)
-    own = Split(x=split.x[part], y=split.y[part], index=split.index[part])
+    own = split.subset(part)
     feats = run_model(model, own, splits.mean, splits.std, (), device=device, batch_size=512)
     logits = torch.from_numpy(feats.logits).to(device)
     logits = gather_rows(logits, shard_sizes(len(split), ctx.world_size), ctx).cpu()
     metrics = classification_metrics(split.y.numpy(), logits.argmax(1).numpy(), num_classes)
     metrics["loss"] = float(torch.nn.functional.cross_entropy(logits, split.y))
     return metrics
+
+
+class _RankBatches:
+    """This rank's slice of each global batch of one epoch (:func:`epoch_batches`, drawn from
+    ``gen`` when an epoch starts), tagged with the global batch's size. A last batch too small
+    to give every process two samples is dropped (BatchNorm needs two)."""
+
+    def __init__(self, labels: torch.Tensor, config: TrainConfig, gen: torch.Generator, num_classes: int, ctx: DistContext):
+        self.labels, self.config, self.gen, self.num_classes, self.ctx = labels, config, gen, num_classes, ctx
+
+    def __iter__(self):
+        for global_idx in epoch_batches(self.labels, self.config.batch_size, self.gen, self.config.sampler, self.num_classes):
+            sizes = shard_sizes(len(global_idx), self.ctx.world_size)
+            if min(sizes) < 2 and len(self.labels) > 1:
+                continue
+            yield global_idx[shard_slice(len(global_idx), self.ctx)], len(global_idx)
 
 
 def train(
@@ -240,7 +256,12 @@ def train(
     gen = torch.Generator().manual_seed(config.seed)
     # its own stream (one per rank): batch order does not depend on it
     aug_gen = torch.Generator().manual_seed(config.seed + 7919 + 104729 * ctx.rank)
-    x_all, y_all = splits.train.x, splits.train.y
+    y_all = splits.train.y
+    # Batches come through a DataLoader. The batch sampler yields exactly the index lists the
+    # hand-written loop drew (same generator, same order), and augmentation stays one batched,
+    # seeded warp on the device after collation: faster on a GPU than per-sample transforms, and
+    # the committed results stay bit-for-bit reproducible (tests/core/test_reproducible.py).
+    loader = split_loader(splits.train, batches=_RankBatches(y_all, config, gen, c, ctx), device=device, persistent=True)
     history: list[dict[str, Any]] = []
     best = (-1.0, -1, None)  # (val macro-F1, epoch, state)
 
@@ -251,14 +272,11 @@ def train(
     for epoch in bar:
         model.train()
         log = EpochLog(c)
-        for global_idx in epoch_batches(y_all, config.batch_size, gen, config.sampler, c):
-            sizes = shard_sizes(len(global_idx), ctx.world_size)
-            if min(sizes) < 2 and len(y_all) > 1:
-                continue  # BatchNorm needs two samples per process; a last batch too small for that is dropped
-            idx = global_idx[shard_slice(len(global_idx), ctx)]
-            x_raw = augment(x_all[idx].to(device, non_blocking=True), aug_gen)
+        for x_cpu, y_cpu, idx, n_global in loader:
+            sizes = shard_sizes(n_global, ctx.world_size)
+            x_raw = augment(x_cpu.to(device, non_blocking=True), aug_gen)
             xb = normalize(x_raw, splits.mean, splits.std)
-            yb = y_all[idx].to(device, non_blocking=True)
+            yb = y_cpu.to(device, non_blocking=True)
             with LayerTap(model, layer_weights) as tap:
                 logits = net(xb)
             t_logits = teacher_source(x_raw, idx) if teacher_source is not None else None

@@ -133,7 +133,7 @@ def train_fold_baselines(config, splits: Splits, k: int, seed: int, cache_dir: P
                 except CheckpointError:
                     pass  # damaged: train it again (the old file is replaced atomically)
         keep = torch.nonzero(fold_of != fold).flatten()
-        train_split = Split(x=splits.train.x[keep], y=splits.train.y[keep], index=splits.train.index[keep])
+        train_split = splits.train.subset(keep)
         fold_splits = dataclasses.replace(splits, train=train_split)
         fold_config = dataclasses.replace(config, method="baseline", method_params={}, seed=seed * 100 + fold + 1)
         result = train(fold_config, splits.spec, splits=fold_splits, progress=progress, name=f"fold{fold}-of-{k}")
