@@ -9,6 +9,7 @@ delta, the flip table and McNemar's test. Used by the app and by ``asl-lens anal
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from asl_core.engine.cache import DiskCache, cached_features, cached_projections, checkpoint_hash
+from asl_core.engine.cache import DiskCache, cached_features, cached_features_only, cached_projections, checkpoint_hash
 from asl_core.checkpoint import LoadedCheckpoint
 from asl_core.data import DatasetSpec, Splits, build_splits
 from asl_core.errors import LayerError, UserError
@@ -137,11 +138,10 @@ def compare(
         raise UserError("pick at least one model to analyse")
     report = progress or (lambda message, fraction: None)
     spec = shared_spec(ckpts)
-    report("building the dataset", 0.0)
-    splits = splits_for(spec)
+    class_names = tuple(ckpts[0].meta.class_names)
     for i, c in enumerate(ckpts):
-        if c.meta.num_classes != splits.num_classes:
-            raise UserError(f"{model_name(c, i)} has {c.meta.num_classes} classes; its dataset has {splits.num_classes}")
+        if c.meta.num_classes != len(class_names):
+            raise UserError(f"{model_name(c, i)} has {c.meta.num_classes} classes; {model_name(ckpts[0], 0)} has {len(class_names)}")
     shared = common_layers(ckpts)
     layer = layer or embedding_layer(ckpts[0].meta.arch)
     metric_layers = list(dict.fromkeys(metric_layers or [layer]))
@@ -151,14 +151,24 @@ def compare(
     wanted = list(dict.fromkeys([layer, *metric_layers]))
     names = _unique([model_name(c, i) for i, c in enumerate(ckpts)])
     steps = 2 * len(ckpts) + 1
-    feats: list[Features] = []
+    # the cache first: a fully cached Compare builds no split and decodes no image
+    feats: list[Features | None] = [cached_features_only(cache, c, spec, split, wanted) for c in ckpts]
+    splits: Splits | None = None
+    if any(f is None for f in feats):
+        report("building the dataset", 0.0)
+        splits = splits_for(spec)
+        if splits.num_classes != len(class_names):
+            raise UserError(f"{names[0]} has {len(class_names)} classes; its dataset has {splits.num_classes}")
     for i, c in enumerate(ckpts):
-        report(f"extracting features of {names[i]}", (i + 0.5) / steps)
-        feats.append(cached_features(cache, c, spec, split, wanted, splits=splits, device=device, batch_size=batch_size))
+        if feats[i] is not None:
+            continue
+        on_batch = _extraction_progress(report, f"extracting {', '.join(wanted)} of {names[i]}", i / steps, 1 / steps)
+        feats[i] = cached_features(cache, c, spec, split, wanted, splits=splits, device=device, batch_size=batch_size,
+                                   progress=on_batch)
     labels = feats[0].labels
     report(f"projecting {layer} with {projection.method}", (len(ckpts) + 0.5) / steps)
     projs = cached_projections(cache, ckpts, spec, split, layer, projection, [f.layers[layer] for f in feats], labels)
-    c_num = splits.num_classes
+    c_num = len(class_names)
     ref_pred, ref_cm = feats[0].preds, confusion(labels, feats[0].preds, c_num)
     models = []
     for i, (c, f, p) in enumerate(zip(ckpts, feats, projs)):
@@ -178,8 +188,22 @@ def compare(
     notes += [f"{names[i]}: {n}" for i, f in enumerate(feats) for n in f.notes]
     report("done", 1.0)
     return Comparison(models=tuple(models), layer=layer, metric_layers=tuple(metric_layers), split=split,
-                      class_names=tuple(splits.class_names), projection_config=projection, dataset=spec.to_dict(),
+                      class_names=class_names, projection_config=projection, dataset=spec.to_dict(),
                       notes=tuple(notes))
+
+
+def _extraction_progress(report: Progress, stage: str, start: float, span: float) -> Callable[[int, int], None]:
+    """A per-batch callback for extraction that reports ``stage: 12,000 of 50,000 images, about
+    40 s left`` (the rate so far) at the right place of the overall fraction."""
+    t0 = time.monotonic()
+
+    def on_batch(done: int, total: int) -> None:
+        elapsed = time.monotonic() - t0
+        left = elapsed / done * (total - done) if done else 0.0
+        eta = f", about {left:.0f} s left" if done < total and elapsed > 0.5 else ""
+        report(f"{stage}: {done:,} of {total:,} images{eta}", start + span * done / max(total, 1))
+
+    return on_batch
 
 
 def _unique(names: list[str]) -> list[str]:

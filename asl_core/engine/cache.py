@@ -2,7 +2,10 @@
 
 An entry is two files under ``ROOT/KIND/ab/KEY``: ``KEY.npz`` (arrays; read back with
 ``allow_pickle=False``, never a pickle) and ``KEY.json`` (small metadata plus the sha256 of
-the ``.npz``). Both are written atomically, the ``.json`` last, so a reader sees a whole
+the ``.npz``). Features are written differently, as they are extracted: a folder ``KEY.d/`` of
+``.npy`` files filled batch by batch through memory maps (:class:`MappedWriter`), and read back
+mapped (``mmap_mode="r"``), so no process holds an ``[N, D]`` layer in RAM to store or read it;
+their ``.json`` records each file's size (a full checksum would read every byte back). Both are written atomically, the ``.json`` last, so a reader sees a whole
 entry or none. The key is a sha256 over the checkpoint's content hash, the dataset spec
 key, the split, the layers, the parameters and ``ENGINE_VERSION``: new weights give a new
 key, so a stale result is never returned. A damaged entry is a miss (logged) and is
@@ -11,7 +14,8 @@ recomputed and overwritten.
 The root is ``ASL_LENS_CACHE`` when set, else ``.cache/`` in the repository.
 
 Bounded: after each write, when the cache holds more than its cap (``ASL_LENS_CACHE_MAX_MB``),
-the least recently used entries are removed until it is under 80 % of the cap. A read marks
+the least recently used other entries are removed until it is under 80 % of the cap (or none is
+left). An entry larger than the whole cap is refused, with a message naming that setting. A read marks
 its entry used (the ``.json``'s mtime). A reader holds a shared ``flock`` on the entry's
 ``.json`` while it reads; eviction takes an exclusive one without waiting and skips an entry
 that is being read, so an entry never disappears under a reader. A reader that lost the race
@@ -21,7 +25,9 @@ count towards the cap and are removed once they are an hour old.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import shutil
 import hashlib
 import io
 import json
@@ -76,6 +82,30 @@ class _Entry:
     json_path: Path
     npz_path: Path
 
+    @property
+    def dir_path(self) -> Path:
+        return self.npz_path.with_suffix(".d")
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    try:
+        for f in os.scandir(path):
+            try:
+                total += f.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    except OSError:
+        return 0
+    return total
+
+
+def too_big_message(nbytes: int, max_bytes: int) -> str:
+    from asl_core.settings import CACHE_MAX_ENV
+
+    return (f"not cached: this result ({nbytes / 2**20:.1f} MiB) is larger than the whole cache "
+            f"({max_bytes / 2**20:.1f} MiB); raise {CACHE_MAX_ENV} to keep it, or it is computed again on every visit")
+
 
 class DiskCache:
     """Content-addressed arrays + JSON on disk. ``get`` returns ``None`` on a miss or a damaged
@@ -115,11 +145,14 @@ class DiskCache:
                     self.misses += 1
                     return None
                 info = json.loads(handle.read())
-                data = npz_path.read_bytes()
-                if hashlib.sha256(data).hexdigest() != info["npz_sha256"]:
-                    raise ValueError("array file does not match its checksum")
-                with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                    arrays = {name: npz[name] for name in npz.files}
+                if "mapped" in info:
+                    arrays = _map_arrays(npz_path.with_suffix(".d"), info["mapped"])
+                else:
+                    data = npz_path.read_bytes()
+                    if hashlib.sha256(data).hexdigest() != info["npz_sha256"]:
+                        raise ValueError("array file does not match its checksum")
+                    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                        arrays = {name: npz[name] for name in npz.files}
                 meta = info["meta"]
                 _touch(json_path)
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
@@ -131,11 +164,17 @@ class DiskCache:
 
     def delete(self, kind: str, key: str) -> None:
         """Remove an entry if present (the ``.json`` first, so a reader never sees half of one)."""
-        for path in reversed(self._paths(kind, key)):
+        npz_path, json_path = self._paths(kind, key)
+        for path in (json_path, npz_path):
             try:
                 path.unlink()
             except FileNotFoundError:
                 pass
+        shutil.rmtree(npz_path.with_suffix(".d"), ignore_errors=True)
+
+    def writer(self, kind: str, key: str) -> MappedWriter:
+        """A :class:`MappedWriter` for an entry written array by array, batch by batch."""
+        return MappedWriter(self, kind, key)
 
     def put(self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         npz_path, json_path = self._paths(kind, key)
@@ -144,9 +183,8 @@ class DiskCache:
         data = buf.getvalue()
         info = json.dumps({"engine": ENGINE_VERSION, "npz_sha256": hashlib.sha256(data).hexdigest(), "meta": meta},
                           sort_keys=True, default=str).encode()
-        if len(data) + len(info) > self.max_bytes * LOW_WATER:
-            log.warning("cache entry %s/%s (%.1f MiB) is larger than the cache allows (%.1f MiB); not stored",
-                        kind, key[:12], len(data) / 2**20, self.max_bytes / 2**20)
+        if len(data) + len(info) > self.max_bytes:
+            log.warning("cache entry %s/%s: %s", kind, key[:12], too_big_message(len(data) + len(info), self.max_bytes))
             return
         try:
             atomic_write_bytes(npz_path, data)
@@ -176,12 +214,18 @@ class DiskCache:
                     except OSError:  # removed by another process while we looked
                         continue
                     name = f.name
+                    if f.is_dir(follow_symlinks=False):  # a mapped entry's arrays, or a writer's staging folder
+                        if name.startswith(".") or not (shard / (name[:-2] + ".json")).exists():
+                            other += _tree_size(Path(f.path))
+                            if now - st.st_mtime > STALE_TMP_SECONDS:
+                                stale.append(Path(f.path))
+                        continue
                     if name.endswith(".json") and not name.startswith("."):
                         npz = shard / (name[:-5] + ".npz")
                         try:
                             npz_size = npz.stat().st_size
                         except OSError:
-                            npz_size = 0
+                            npz_size = _tree_size(shard / (name[:-5] + ".d"))
                         entries.append(_Entry(st.st_mtime, st.st_size + npz_size, Path(f.path), npz))
                     elif name.endswith(".npz") and not name.startswith("."):
                         if not (shard / (name[:-4] + ".json")).exists():
@@ -208,8 +252,12 @@ class DiskCache:
         freed = 0
         for path in stale:
             try:
-                size = path.stat().st_size
-                path.unlink()
+                if path.is_dir():
+                    size = _tree_size(path)
+                    shutil.rmtree(path)
+                else:
+                    size = path.stat().st_size
+                    path.unlink()
                 freed += size
             except OSError:
                 pass
@@ -250,11 +298,73 @@ def _remove_unless_read(entry: _Entry) -> bool:
             return False  # being read right now
         try:
             entry.npz_path.unlink(missing_ok=True)
+            shutil.rmtree(entry.dir_path, ignore_errors=True)  # a reader's open maps stay valid
             entry.json_path.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("could not evict cache entry %s: %s", entry.json_path.name[:12], exc)
             return False
     return True
+
+
+def _map_arrays(folder: Path, files: dict[str, int]) -> dict[str, np.ndarray]:
+    """The arrays of a mapped entry, memory-mapped read-only; a size that differs from the
+    record (a damaged or half-evicted entry) is an error, so the caller sees a miss."""
+    arrays = {}
+    for name, size in files.items():
+        path = folder / f"{name}.npy"
+        if path.stat().st_size != int(size):
+            raise ValueError(f"{path.name} has {path.stat().st_size} bytes; its record says {size}")
+        arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+    return arrays
+
+
+class MappedWriter:
+    """Writes one entry as ``.npy`` files through memory maps, in a staging folder that becomes
+    ``KEY.d/`` on :meth:`commit`. ``array(name, shape, dtype)`` is a :data:`Sink` for
+    :func:`asl_core.engine.features.run_model`. The maps stay readable after commit (and after a
+    refusal: the files are unlinked but mapped)."""
+
+    def __init__(self, cache: DiskCache, kind: str, key: str):
+        self.cache, self.kind, self.key = cache, kind, key
+        npz_path, self.json_path = cache._paths(kind, key)
+        self.final = npz_path.with_suffix(".d")
+        self.staging = self.final.with_name(f".{key}.d.{os.getpid()}.{id(self)}.tmp")
+        self.names: list[str] = []
+        self.refused: str | None = None
+
+    def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.names.append(name)
+        return np.lib.format.open_memmap(self.staging / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+
+    def add(self, name: str, value: np.ndarray) -> None:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        np.save(self.staging / f"{name}.npy", np.ascontiguousarray(value), allow_pickle=False)
+        self.names.append(name)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def commit(self, meta: dict[str, Any]) -> str | None:
+        """Store the entry; returns ``None``, or why it was not stored (too big for the cap)."""
+        sizes = {name: (self.staging / f"{name}.npy").stat().st_size for name in self.names}
+        total = sum(sizes.values())
+        if total > self.cache.max_bytes:
+            self.refused = too_big_message(total, self.cache.max_bytes)
+            log.warning("cache entry %s/%s: %s", self.kind, self.key[:12], self.refused)
+            self.abort()
+            return self.refused
+        info = json.dumps({"engine": ENGINE_VERSION, "mapped": sizes, "meta": meta}, sort_keys=True, default=str).encode()
+        try:
+            shutil.rmtree(self.final, ignore_errors=True)  # an older copy of the same entry
+            os.replace(self.staging, self.final)
+            atomic_write_bytes(self.json_path, info)
+        except OSError as exc:  # a read-only or full disk costs speed, not correctness
+            log.warning("could not write cache entry %s/%s: %s", self.kind, self.key[:12], exc)
+            self.abort()
+            return None
+        self.cache.enforce_cap(keep=self.json_path)
+        return None
 
 
 def cache_usage(root: str | Path | None = None) -> CacheUsage:
@@ -295,6 +405,25 @@ def features_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) ->
     )
 
 
+def cached_features_only(cache: DiskCache | None, ckpt: LoadedCheckpoint, spec: DatasetSpec, split_name: str,
+                         layers: list[str], amp: str | None = None) -> Features | None:
+    """The cached features, or ``None``; touches no data (a cached Compare decodes no image)."""
+    if cache is None:
+        return None
+    key = _features_key(ckpt, spec, split_name, list(dict.fromkeys(layers)), amp)
+    hit = cache.get("features", key)
+    if hit is None:
+        return None
+    try:
+        return features_from_arrays(*hit)
+    except (KeyError, TypeError, ValueError):
+        log.warning("cache entry features/%s has unexpected contents; recomputing", key[:12])
+        return None
+
+
+_SINK_NAMES = {"logits": "logits", "conf": "confidence", "pred": "preds"}
+
+
 def cached_features(
     cache: DiskCache | None,
     ckpt: LoadedCheckpoint,
@@ -308,22 +437,33 @@ def cached_features(
     channels_last: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Features:
-    """``extract_features`` through the cache (``cache=None``: always compute). ``splits`` saves
-    rebuilding the data when the caller has it; it must come from ``spec``."""
+    """``extract_features`` through the cache (``cache=None``: always compute). The cache is
+    looked at before the data is touched; ``splits`` saves rebuilding the data when the caller
+    has it (it must come from ``spec``). A miss streams each output into memory-mapped files of
+    the new entry as batches come (:class:`MappedWriter`) and returns features mapped from them."""
     layers = list(dict.fromkeys(layers))
-    key = _features_key(ckpt, spec, split_name, layers, amp) if cache is not None else ""
-    if cache is not None:
-        hit = cache.get("features", key)
-        if hit is not None:
-            try:
-                return features_from_arrays(*hit)
-            except (KeyError, TypeError, ValueError):
-                log.warning("cache entry features/%s has unexpected contents; recomputing", key[:12])
-    splits = splits or build_splits(spec)
-    feats = extract_features(ckpt, splits.split(split_name), layers, device=device, batch_size=batch_size, amp=amp,
-                             channels_last=channels_last, progress=progress, split_name=split_name)
-    if cache is not None:
-        cache.put("features", key, *features_to_arrays(feats))
+    hit = cached_features_only(cache, ckpt, spec, split_name, layers, amp)
+    if hit is not None:
+        return hit
+    split = (splits or build_splits(spec)).split(split_name)
+    if cache is None:
+        return extract_features(ckpt, split, layers, device=device, batch_size=batch_size, amp=amp,
+                                channels_last=channels_last, progress=progress, split_name=split_name)
+    key = _features_key(ckpt, spec, split_name, layers, amp)
+    writer = cache.writer("features", key)
+    names = {f"layer:{name}": f"layer_{i}" for i, name in enumerate(layers)} | _SINK_NAMES
+    try:
+        feats = extract_features(ckpt, split, layers, device=device, batch_size=batch_size, amp=amp,
+                                 channels_last=channels_last, progress=progress, split_name=split_name,
+                                 sink=lambda k, shape, dtype: writer.array(names[k], shape, dtype))
+        writer.add("labels", feats.labels)
+        writer.add("index", feats.index)
+        refused = writer.commit(features_to_arrays(feats)[1])
+    except BaseException:
+        writer.abort()
+        raise
+    if refused:
+        feats = dataclasses.replace(feats, notes=(*feats.notes, refused))
     return feats
 
 

@@ -102,6 +102,8 @@ def extract_features(
     progress: Callable[[int, int], None] | None = None,
     split_name: str = "",
     forward: Forward | None = None,
+    sink: Sink | None = None,
+    workers: int | None = None,
 ) -> Features:
     """Run ``ckpt.model`` over ``split`` (``x`` ``[N, C, H, W]`` in [0, 1], normalised here with
     the checkpoint's mean/std) and keep the pooled outputs of ``layers``.
@@ -115,7 +117,7 @@ def extract_features(
         raise UserError(f"the model expects {meta.data_channels}-channel data; the data has {split.channels}")
     return run_model(ckpt.model, split, meta.mean, meta.std, layers, device=device, batch_size=batch_size, amp=amp,
                      channels_last=channels_last, progress=progress, split_name=split_name, forward=forward,
-                     channel_repeat=meta.channel_repeat)
+                     channel_repeat=meta.channel_repeat, sink=sink, workers=workers)
 
 
 def run_model(

@@ -32,7 +32,9 @@ def test_hit_across_instances_and_miss(tmp_path, ckpts, engine_spec, engine_spli
     _feats(again, ckpts[1], engine_spec, engine_splits)  # another model: a miss
     cached_features(again, ckpts[0], engine_spec, "val", ["embedding"], splits=engine_splits, device="cpu")
     assert again.misses == 2
-    assert not list(tmp_path.rglob("*.pkl")) and len(list(tmp_path.rglob("*.npz"))) == 3
+    # features are folders of .npy files, filled through memory maps and read back mapped
+    assert not list(tmp_path.rglob("*.pkl")) and len(list(tmp_path.rglob("*.d"))) == 3
+    assert isinstance(second.layers["embedding"], np.memmap)
 
 
 def test_changed_checkpoint_is_never_stale(tmp_path, ckpt_paths, engine_spec, engine_splits):
@@ -51,29 +53,28 @@ def test_changed_checkpoint_is_never_stale(tmp_path, ckpt_paths, engine_spec, en
 @pytest.mark.parametrize("damage", ["garbage_npz", "truncated_json", "missing_npz", "pickled_array"])
 def test_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, ckpts, engine_spec, engine_splits, damage):
     cache = DiskCache(tmp_path)
-    good = _feats(cache, ckpts[0], engine_spec, engine_splits)
-    npz = next(tmp_path.rglob("*.npz"))
-    js = npz.with_suffix(".json")
+    good_logits = np.array(_feats(cache, ckpts[0], engine_spec, engine_splits).logits)  # a copy: damage below writes in place
+    folder = next(tmp_path.rglob("*.d"))
+    npy = folder / "logits.npy"
+    js = folder.with_suffix(".json")
     if damage == "garbage_npz":
-        npz.write_bytes(b"not a zip")
+        npy.write_bytes(b"not an array" + b"x" * (npy.stat().st_size - 12))  # same size, no header
     elif damage == "truncated_json":
         js.write_text(js.read_text()[:20])
     elif damage == "missing_npz":
-        npz.unlink()
+        npy.unlink()
     else:  # an object array: only readable with pickle, which the cache refuses
         buf = io.BytesIO()
-        np.savez(buf, logits=np.array([{"x": 1}], dtype=object))
-        npz.write_bytes(buf.getvalue())
+        np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+        npy.write_bytes(buf.getvalue())
         info = json.loads(js.read_text())
-        import hashlib
-
-        info["npz_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        info["mapped"]["logits"] = len(buf.getvalue())
         js.write_text(json.dumps(info))
     fresh = DiskCache(tmp_path)
     again = _feats(fresh, ckpts[0], engine_spec, engine_splits)
     assert fresh.hits == 0 and fresh.misses == 1
-    np.testing.assert_array_equal(again.logits, good.logits)
-    assert DiskCache(tmp_path).get("features", npz.stem) is not None  # rewritten whole
+    np.testing.assert_array_equal(again.logits, good_logits)
+    assert DiskCache(tmp_path).get("features", folder.stem) is not None  # rewritten whole
 
 
 def test_projection_cache(tmp_path, ckpts, engine_spec, engine_splits):
