@@ -11,6 +11,7 @@ when a :func:`asl_core.data.loading.split_loader` asks for them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -84,9 +85,22 @@ class Splits:
     val: Split
     test: Split
     class_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     notes: tuple[str, ...] = field(default=())
+    # (mean, std) per channel of the training split; ``None``: measured on first use (a streamed
+    # split decodes images for it, so extraction, which takes the model's own, never does)
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = field(default=None, repr=False)
+
+    @cached_property
+    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self.stats if self.stats is not None else _stream_stats(self.train)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self._stats[0]
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self._stats[1]
 
     @property
     def num_classes(self) -> int:
@@ -188,8 +202,7 @@ def build_splits(spec: DatasetSpec) -> Splits:
                         spec=spec)
             for name, idx in (("train", np.concatenate(train_idx)), ("val", np.concatenate(val_idx)),
                               ("test", np.concatenate(test_idx)))}
-    mean, std = _stream_stats(made["train"])
-    return Splits(spec=spec, class_names=class_names, mean=mean, std=std, notes=tuple(source.notes) + tuple(notes), **made)
+    return Splits(spec=spec, class_names=class_names, notes=tuple(source.notes) + tuple(notes), **made)
 
 
 def _materialise(spec, source, labels, class_names, train_idx, val_idx, test_idx, notes) -> Splits:
@@ -207,7 +220,7 @@ def _materialise(spec, source, labels, class_names, train_idx, val_idx, test_idx
     x_train = made["train"].x
     mean = tuple(float(v) for v in x_train.mean(dim=(0, 2, 3)))
     std = tuple(max(float(v), 1e-3) for v in x_train.std(dim=(0, 2, 3)))
-    return Splits(spec=spec, class_names=class_names, mean=mean, std=std, notes=tuple(notes), **made)
+    return Splits(spec=spec, class_names=class_names, notes=tuple(notes), stats=(mean, std), **made)
 
 
 def _stream_stats(train: Split) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -134,7 +134,7 @@ def train_fold_baselines(config, splits: Splits, k: int, seed: int, cache_dir: P
                     pass  # damaged: train it again (the old file is replaced atomically)
         keep = torch.nonzero(fold_of != fold).flatten()
         train_split = splits.train.subset(keep)
-        fold_splits = dataclasses.replace(splits, train=train_split)
+        fold_splits = dataclasses.replace(splits, train=train_split, stats=(splits.mean, splits.std))
         fold_config = dataclasses.replace(config, method="baseline", method_params={}, seed=seed * 100 + fold + 1)
         result = train(fold_config, splits.spec, splits=fold_splits, progress=progress, name=f"fold{fold}-of-{k}")
         ckpt = LoadedCheckpoint(model=result.model, meta=result.meta)
