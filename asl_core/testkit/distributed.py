@@ -165,6 +165,39 @@ def check_sharded_extraction(ctx: DistContext, checkpoint: Path, cache_dir: Path
     assert code == 0
 
 
+def check_sharded_folder_extraction(ctx: DistContext, checkpoint: Path, cache_dir: Path, log_dir: Path) -> None:
+    """``asl-lens extract`` of a model trained on an image folder: each rank logs the source
+    indices it decodes (in its DataLoader workers too) to ``log_dir/decoded-RANK.txt``; the test
+    checks that a rank read its own shard of files and no other."""
+    import os
+
+    from asl_core.data import sources
+    from asl_core.engine import extract
+
+    plain = sources.FolderSource.load
+    log_file = log_dir / f"decoded-{ctx.rank}.txt"
+
+    def logged(self, i: int):
+        with open(log_file, "a") as f:  # one line per decode, from whichever process decodes it
+            f.write(f"{i}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return plain(self, i)
+
+    sources.FolderSource.load = logged
+    # mp.spawn made this rank's default start method "spawn" (torchrun's ranks fork): fork the
+    # DataLoader workers so that they inherit the logging above
+    import multiprocessing
+
+    multiprocessing.set_start_method("fork", force=True)
+    try:
+        code = extract.main([str(checkpoint), "--split", "test", "--layers", "embedding", "--device", "cpu",
+                             "--cache-dir", str(cache_dir), "--batch-size", "4"])
+    finally:
+        sources.FolderSource.load = plain
+    assert code == 0
+
+
 def run_checks(ctx: DistContext, out_dir: Path, checks: list[tuple[str, tuple]]) -> None:
     """Several checks in one set of processes (starting them is most of a small check's time).
     Rank 0 writes ``NAME.ok`` after each check that passed; a failure is written to ``NAME.failed``

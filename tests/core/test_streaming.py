@@ -18,16 +18,7 @@ from asl_core.data import DatasetSpec, build_splits, known_datasets
 from asl_core.data import manifest as manifest_mod
 from asl_core.data import sources
 from asl_core.data.loading import split_loader
-
-
-def write_folder(root: Path, classes, per_class: int, size: int = 12, fmt: str = "PNG") -> Path:
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            arr = (rng.random((size, size, 3)) * 60 + 40 * (c % 5)).astype(np.uint8)
-            Image.fromarray(arr).save(root / name / f"{i:03d}.{'png' if fmt == 'PNG' else 'jpg'}", fmt)
-    return root
+from asl_core.testkit.images import write_folder
 
 
 def _png_claiming(width: int, height: int) -> bytes:

@@ -17,10 +17,11 @@ import torch
 
 from asl_core import distributed
 from asl_core.checkpoint import load_checkpoint, save_checkpoint
-from asl_core.data import build_splits, get_spec
+from asl_core.data import DatasetSpec, build_splits, get_spec
 from asl_core.engine.cache import DiskCache, _features_key, cached_features
 from asl_core.engine.features import extract_features
 from asl_core.errors import UserError
+from asl_core.testkit.images import write_folder
 from asl_core.testkit.distributed import free_port, run_checks, run_gloo
 from asl_core.library import validate_file
 from asl_core.training import TrainConfig, train
@@ -38,14 +39,22 @@ def gloo_run(tmp_path_factory):
     splits = build_splits(spec)
     result = train(TrainConfig(epochs=1, seed=0), spec, splits=splits, progress=False, name="shardme")
     path = save_checkpoint(result.model, result.meta, tmp / "shardme")
+    # a model of an image folder: its sharded extraction decodes files on each rank
+    folder = write_folder(tmp / "images", ["a", "b", "c"], per_class=12, size=16)
+    folder_spec = DatasetSpec(source="folder", root=str(folder), image_size=16, val_per_class=2, test_per_class=5)
+    folder_model = train(TrainConfig(epochs=1, seed=0, device="cpu", batch_size=8), folder_spec, progress=False, name="f")
+    folder_path = save_checkpoint(folder_model.model, folder_model.meta, tmp / "folder-model")
+    (tmp / "decoded").mkdir()
     checks = [("check_global_batch_asloss", ()), ("check_ddp_weights", ()),
-              ("check_sharded_extraction", (path, tmp / "cache"))]
+              ("check_sharded_extraction", (path, tmp / "cache")),
+              ("check_sharded_folder_extraction", (folder_path, tmp / "folder-cache", tmp / "decoded"))]
     error = None
     try:
         run_gloo(run_checks, WORLD, tmp, checks)
     except Exception as exc:  # noqa: BLE001 - reported by the test whose check failed
         error = exc
-    return {"dir": tmp, "error": error, "spec": spec, "splits": splits, "checkpoint": path, "cache": tmp / "cache"}
+    return {"dir": tmp, "error": error, "spec": spec, "splits": splits, "checkpoint": path, "cache": tmp / "cache",
+            "folder_spec": folder_spec, "folder_checkpoint": folder_path}
 
 
 def passed(run: dict, check: str) -> None:
@@ -84,6 +93,24 @@ def test_sharded_extraction_equals_one_process_and_is_read_like_any_entry(gloo_r
     # the merged entry sits under the single-process key, not a new one
     key = _features_key(ckpt, spec, "test", layers, None)
     assert (cache_dir / "features" / key[:2] / f"{key}.json").exists()
+
+
+def test_sharded_folder_extraction_reads_only_each_ranks_files_and_equals_one_process(gloo_run):
+    passed(gloo_run, "check_sharded_folder_extraction")
+    spec, tmp = gloo_run["folder_spec"], gloo_run["dir"]
+    test = build_splits(spec).test
+    decoded = [[int(v) for v in (tmp / "decoded" / f"decoded-{r}.txt").read_text().split()] for r in range(WORLD)]
+    for rank in range(WORLD):
+        own = test.index[distributed.shard_slice(len(test), distributed.DistContext(rank=rank, world_size=WORLD))]
+        assert sorted(decoded[rank]) == sorted(own.tolist()), f"rank {rank} decoded files outside its shard"
+    ckpt = load_checkpoint(gloo_run["folder_checkpoint"])
+    cache = DiskCache(tmp / "folder-cache")
+    merged = cached_features(cache, ckpt, spec, "test", ["embedding"])
+    assert (cache.hits, cache.misses) == (1, 0)
+    single = extract_features(ckpt, test, ["embedding"], device="cpu", batch_size=4, split_name="test", workers=0)
+    np.testing.assert_array_equal(merged.index, test.index.numpy())  # same order as one process
+    np.testing.assert_allclose(merged.layers["embedding"], single.layers["embedding"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(merged.logits, single.logits, rtol=1e-5, atol=1e-5)
 
 
 def test_torchrun_trains_a_digits_model_that_loads(tmp_path):
