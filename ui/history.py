@@ -47,6 +47,8 @@ def mechanism(meta: CheckpointMeta) -> None:
     for warning in meta.warnings:
         st.error(f"**{warning}**", icon="⚠️")
     diag = meta.diagnostics or {}
+    for note in diag.get("dataset_notes", []):  # e.g. image files skipped as unreadable, named
+        st.warning(f"Data: {note}")
     figures = [f for f in (figmemo.memo(confusing_set_figure, meta.history),
                            figmemo.memo(pair_count_figure, meta.history, meta.class_names)) if f]
     if not figures:

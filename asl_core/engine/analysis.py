@@ -186,6 +186,9 @@ def compare(
             confusion_normalized=confusion_normalized(cm), separability=sep, **paired))
     notes = [n for n in dict.fromkeys([projs[0].note] + [s["note"] for s in models[0].separability.values()]) if n]
     notes += [f"{names[i]}: {n}" for i, f in enumerate(feats) for n in f.notes]
+    # what the data build skipped (bad image files): this session's build, else what training recorded
+    data_notes = splits.notes if splits is not None else (ckpts[0].meta.diagnostics or {}).get("dataset_notes", [])
+    notes += [f"data: {n}" for n in data_notes if n.startswith("skipped ")]
     report("done", 1.0)
     return Comparison(models=tuple(models), layer=layer, metric_layers=tuple(metric_layers), split=split,
                       class_names=class_names, projection_config=projection, dataset=spec.to_dict(),

@@ -21,7 +21,7 @@ import torch
 
 from asl_core import distributed
 from asl_core.checkpoint import LoadedCheckpoint, load_checkpoint
-from asl_core.data import DatasetSpec, Split, build_splits
+from asl_core.data import DatasetSpec, build_splits
 from asl_core.distributed import DistContext
 from asl_core.engine.cache import (DiskCache, _features_key, cached_features, features_from_arrays,
                                    features_to_arrays)
@@ -140,6 +140,11 @@ def _run(args: argparse.Namespace, ctx: DistContext, device: torch.device) -> in
     else:
         feats = cached_features(DiskCache(args.cache_dir), ckpt, spec, args.split, layers, device=device,
                                 batch_size=args.batch_size, amp=args.amp)
+    if spec.source == "folder":  # the cached scan: what was skipped, in one line
+        from asl_core.data.manifest import scan
+
+        for note in scan(spec.root).notes():
+            print(f"data: {note}")
     dims = ", ".join(f"{name} {arr.shape[1]}" for name, arr in feats.layers.items())
     print(f"{args.checkpoint.name}: {len(feats)} {args.split} samples; {dims}; accuracy {float(feats.correct.mean()):.4f}")
     return 0

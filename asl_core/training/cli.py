@@ -46,8 +46,10 @@ def parse_layers(text: str | None) -> dict[str, float]:
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits-hard",
-                   help="preset (digits, digits-hard, mnist-lt) or a source: folder, mnist, fashion-mnist, cifar10 (with --data-root)")
+    # every data flag defaults to None, so that "given" is read off the parsed namespace (argparse
+    # also accepts abbreviations such as --imbal, which a scan of argv misses)
+    g.add_argument("--dataset", default=None,
+                   help=f"(default {DEFAULT_DATASET}) preset (digits, digits-hard, mnist-lt) or a source: folder, mnist, fashion-mnist, cifar10 (with --data-root)")
     g.add_argument("--data-root", help="image folder (one sub-folder per class) or torchvision dataset root")
     g.add_argument("--samples-per-class", type=int, help="cap on the largest training class (n_max)")
     g.add_argument("--imbalance", type=float, help="long-tail ratio rho (largest/smallest class)")
@@ -58,17 +60,27 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-per-class", type=int)
     g.add_argument("--image-size", type=int, help="resize images to this side (folders default to 32)")
     g.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB) for image folders")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the splits and the corruption")
+    g.add_argument("--data-seed", type=int, default=None, help="seed of the splits and the corruption (default 0)")
 
 
-DATA_FLAGS = ("--dataset", "--data-root", "--samples-per-class", "--imbalance", "--noise", "--blur", "--occlusion",
-              "--val-per-class", "--test-per-class", "--image-size", "--channels", "--data-seed")
+DEFAULT_DATASET = "digits-hard"
+DATA_DESTS = ("dataset", "data_root", "samples_per_class", "imbalance", "noise", "blur", "occlusion", "val_per_class",
+              "test_per_class", "image_size", "channels", "data_seed")
 
 
-def data_args_given(argv: list[str]) -> bool:
-    """Whether the command line says anything about the data (``--noise 0.1`` or ``--noise=0.1``).
-    Without it, clonal/KD train on the baseline's own dataset spec."""
-    return any(tok.split("=", 1)[0] in DATA_FLAGS for tok in argv)
+def data_args_given(args: argparse.Namespace) -> list[str]:
+    """The data flags the command line gave (``--noise 0.1``, ``--noise=0.1``, ``--noi 0.1``), from
+    the parsed namespace. Without any, clonal/KD train on the baseline's own dataset spec."""
+    return ["--" + d.replace("_", "-") for d in DATA_DESTS if getattr(args, d, None) is not None]
+
+
+def spec_conflict(args: argparse.Namespace, spec: DatasetSpec, baseline: DatasetSpec) -> str | None:
+    """One line when the flags' dataset differs from the baseline's (training follows the flags)."""
+    if spec.key() == baseline.key():
+        return None
+    a, b = spec.to_dict(), baseline.to_dict()
+    diff = ", ".join(f"{k} {a[k]!r} (baseline {b[k]!r})" for k in a if a[k] != b[k])
+    return f"note: {' '.join(data_args_given(args))} give other data than the baseline's: {diff}; training on the flags' data"
 
 
 def spec_from_args(args: argparse.Namespace) -> DatasetSpec:
@@ -77,10 +89,11 @@ def spec_from_args(args: argparse.Namespace) -> DatasetSpec:
         occlusion=args.occlusion, val_per_class=args.val_per_class, test_per_class=args.test_per_class,
         image_size=args.image_size, channels=args.channels, seed=args.data_seed,
     )
-    if args.dataset in PRESETS:
-        return get_spec(args.dataset, **overrides)
+    dataset = args.dataset or DEFAULT_DATASET
+    if dataset in PRESETS:
+        return get_spec(dataset, **overrides)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return DatasetSpec(source=args.dataset, root=args.data_root, name=Path(args.data_root or args.dataset).name, **overrides)
+    return DatasetSpec(source=dataset, root=args.data_root, name=Path(args.data_root or dataset).name, **overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,10 +179,14 @@ def _run(args: argparse.Namespace, argv: list[str] | None, ctx: distributed.Dist
         if not args.baseline:
             raise UserError(f"--method {config.method} needs --baseline CHECKPOINT")
         teacher = load_checkpoint(args.baseline)
-    if teacher is not None and teacher.meta.dataset and not data_args_given(sys.argv[1:] if argv is None else argv):
+    if teacher is not None and teacher.meta.dataset and not data_args_given(args):
         spec = DatasetSpec.from_dict(teacher.meta.dataset)  # default: the baseline's own data
     else:
         spec = spec_from_args(args)
+        if teacher is not None and teacher.meta.dataset and ctx.is_main:
+            conflict = spec_conflict(args, spec, DatasetSpec.from_dict(teacher.meta.dataset))
+            if conflict:
+                print(conflict, file=sys.stderr)
     out = Path(args.out)
     result = train(config, spec, teacher=teacher, progress=not args.quiet, name=out.name.removesuffix(".safetensors"),
                    dist_ctx=ctx)
@@ -182,6 +199,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None, ctx: distributed.Dist
     if "confusing_set_mean" in diag:
         print(f"confusing set: mean |S| {diag['confusing_set_mean']:.2f}, |S| = 1 for "
               f"{diag['confusing_set_singleton_fraction']:.1%} of samples; teacher train accuracy {diag.get('teacher_train_accuracy', float('nan')):.3f}")
+    for note in diag.get("dataset_notes", []):
+        print(f"data: {note}")
     for warning in result.meta.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     print(f"saved {path}" + (f" (trained by {ctx.world_size} processes, {ctx.backend})" if ctx.active else ""))

@@ -310,6 +310,8 @@ def train(
         "test": evaluate_split(model, splits.test, splits, device, c, ctx),
     }
     diagnostics, warnings = diagnose(history)
+    if splits.notes:  # e.g. the files of an image folder that were skipped as unreadable, named
+        diagnostics["dataset_notes"] = list(splits.notes)
     hyperparams = config.hyperparams()
     if config.augment:
         hyperparams["augmentation"] = augment.to_dict()  # with the flips the dataset allows

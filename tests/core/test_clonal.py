@@ -268,7 +268,7 @@ def test_cli_clonal_without_baseline_is_a_one_line_error(tmp_path):
 
 
 def test_cli_clonal_trains_on_the_baselines_data_unless_told_otherwise(tmp_path, capsys):
-    from asl_core.training.cli import data_args_given, main
+    from asl_core.training.cli import build_parser, data_args_given, main
 
     data = ["--dataset", "digits", "--samples-per-class", "10", "--val-per-class", "5", "--test-per-class", "5"]
     assert main(["--out", str(tmp_path / "base"), "--epochs", "2", "--quiet", *data]) == 0
@@ -284,4 +284,8 @@ def test_cli_clonal_trains_on_the_baselines_data_unless_told_otherwise(tmp_path,
     assert main([*args, "--out", str(tmp_path / "other"), "--samples-per-class=8", "--dataset=digits",
                  "--val-per-class", "5", "--test-per-class", "5"]) == 0
     assert load_checkpoint(tmp_path / "other.safetensors").meta.dataset["samples_per_class"] == 8
-    assert data_args_given(["--noise=0.1"]) and not data_args_given(["--epochs", "2"])
+    assert "samples_per_class 8 (baseline 10)" in capsys.readouterr().err  # one line says the data differ
+    parse = build_parser().parse_args
+    assert data_args_given(parse(["--out", "x", "--noise=0.1"])) == ["--noise"]
+    assert data_args_given(parse(["--out", "x", "--imbal", "5"])) == ["--imbalance"]  # an abbreviation counts
+    assert not data_args_given(parse(["--out", "x", "--epochs", "2"]))
