@@ -145,8 +145,7 @@ def bench_pages(folder: Path, runs: int) -> dict[str, list[float]]:
 
 
 def bench_clouds(sizes: list[int], scattergl_sizes: list[int]) -> dict[str, list[float]]:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_cloud import measure
+    from bench_cloud import measure  # a sibling script: bench/ is sys.path[0] when this one runs
 
     res: dict[str, list[float]] = {}
     rows = measure("cloud", sizes, 300_000) + (measure("scattergl", scattergl_sizes, 300_000) if scattergl_sizes else [])

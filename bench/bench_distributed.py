@@ -19,9 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from asl_core.testkit.distributed import run_gloo, time_training  # noqa: E402
+from asl_core.testkit.distributed import run_gloo, time_training
 
 WORKLOADS = {
     "digits-hard": dict(dataset="digits-hard", arch="digits_cnn", epochs=20, batch_size=64),

@@ -18,15 +18,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from asl_core import distributed  # noqa: E402
-from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint  # noqa: E402
-from asl_core.data import Split  # noqa: E402
-from asl_core.engine.features import extract_features  # noqa: E402
-from asl_core.models import LayerTap, build_model  # noqa: E402
-from asl_core.objectives import ASLossObjective, Batch, CrossEntropyObjective  # noqa: E402
-from asl_core.training.loop import gather_batch  # noqa: E402
+from asl_core import distributed
+from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint
+from asl_core.data import Split
+from asl_core.engine.features import extract_features
+from asl_core.models import LayerTap, build_model
+from asl_core.objectives import ASLossObjective, Batch, CrossEntropyObjective
+from asl_core.training.loop import gather_batch
 
 
 def extraction(n: int, batch: int, side: int) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
+from asl_core.engine.sampling import stratified_sample
+
 
 def classification_metrics(y_true, y_pred, num_classes: int) -> dict:
     """Accuracy, macro-F1 and per-class recall. Classes absent from ``y_true`` get recall 0."""
@@ -139,7 +141,6 @@ def separability(X, y, k: int = 5, max_samples: int = 5000, seed: int = 0) -> di
     Undefined values (one class, too few samples) are NaN."""
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-    from asl_core.engine.projection import stratified_sample
 
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(np.int64)
     if X.ndim != 2 or X.shape[0] != y.shape[0]:

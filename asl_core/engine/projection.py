@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from asl_core.engine import gpu_projection
+from asl_core.engine.sampling import stratified_sample
+from asl_core.engine.metrics import trustworthiness
 from asl_core.engine.neighbors import enable_numba_cache, knn_graph
 
 METHODS = ("pca", "tsne", "umap")
@@ -94,38 +96,6 @@ class Projection:
     method: str = ""
     n_total: int = 0
     backend: str = "cpu"  # "cuml" when t-SNE/UMAP ran on the GPU (asl_core.engine.gpu_projection)
-
-
-def stratified_sample(labels, max_points: int, seed: int = 0) -> np.ndarray:
-    """Sorted row indices: all of them when ``N <= max_points``; otherwise ``max_points`` rows
-    drawn without replacement, each class keeping its share (largest remainders, at least one
-    row per class while the budget allows). Deterministic in ``seed``."""
-    labels = np.asarray(labels)
-    n = labels.shape[0]
-    if max_points < 1:
-        raise ValueError(f"max_points must be >= 1, got {max_points}")
-    if n <= max_points:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    exact = counts * (max_points / n)
-    take = np.floor(exact).astype(int)
-    if max_points >= classes.size:
-        take = np.maximum(take, 1)
-    spare = max_points - take.sum()
-    order = np.argsort(-(exact - take), kind="stable")
-    while spare != 0:  # hand out (or take back) single rows by largest remainder
-        for c in order:
-            if spare > 0 and take[c] < counts[c]:
-                take[c] += 1
-                spare -= 1
-            elif spare < 0 and take[c] > 1:
-                take[c] -= 1
-                spare += 1
-            if spare == 0:
-                break
-    picked = [rng.choice(np.flatnonzero(inverse == c), size=take[c], replace=False) for c in range(classes.size)]
-    return np.sort(np.concatenate(picked))
 
 
 def _check_X(X) -> np.ndarray:
@@ -258,7 +228,6 @@ def _fit_umap(mapper, Z: np.ndarray) -> np.ndarray:
 def trust(Z: np.ndarray, coords: np.ndarray, labels, config: ProjectionConfig, notes: list[str]) -> float:
     """Trustworthiness of ``coords`` ``[n, 2]`` against ``Z`` ``[n, D]``, on a stratified
     subsample of ``config.trust_points`` rows when ``n`` is larger (noted)."""
-    from asl_core.engine.metrics import trustworthiness
 
     n = Z.shape[0]
     rows = stratified_sample(labels, config.trust_points, config.seed)
