@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,56 @@ def extraction(n: int, batch: int, side: int) -> dict:
         out[label] = round(n / seconds, 1)
     return {"extraction_images_per_s": out, "n": n, "batch": batch, "side": side,
             "note": "from host memory: includes the pinned copy to the GPU and the pooled features back"}
+
+
+def streaming(n: int, batch: int, side: int, workers: int) -> dict:
+    """Streaming extraction of ResNet-50's ``avgpool`` (bf16, channels_last) from a generated folder
+    of ``n`` JPEGs at ``side`` px (decoded and resized per sample in DataLoader workers), against
+    the bare forward pass of the same model on a batch already on the GPU: how much of the GPU the
+    data layer keeps busy."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from asl_core.data import DatasetSpec, build_splits
+
+    root = Path(tempfile.mkdtemp(prefix="gpu_stream_"))
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        (root / str(c)).mkdir()
+    base = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+    for i in range(n):
+        Image.fromarray(np.roll(base, i, axis=1)).save(root / str(i % 10) / f"{i:06d}.jpg", quality=90)
+    spec = DatasetSpec(source="folder", root=str(root), image_size=side, channels=3, val_per_class=1, test_per_class=1)
+    split = build_splits(spec).train
+    torch.manual_seed(0)
+    model = build_model("resnet50", 10, in_channels=3)
+    meta = CheckpointMeta(arch="resnet50", num_classes=10, class_names=tuple(map(str, range(10))),
+                          input_shape=(3, side, side), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    ckpt = LoadedCheckpoint(model=model, meta=meta)
+    extract_features(ckpt, split.subset(slice(0, batch)), ["avgpool"], device="cuda", batch_size=batch, amp="bf16",
+                     channels_last=True, workers=workers)  # warm-up: cuDNN autotuning, worker start
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    extract_features(ckpt, split, ["avgpool"], device="cuda", batch_size=batch, amp="bf16", channels_last=True,
+                     workers=workers)
+    streamed = len(split) / (time.perf_counter() - start)
+    model = model.cuda().eval().to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, side, side, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for _ in range(3):
+            model(x)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        steps = max(3, len(split) // batch)
+        for _ in range(steps):
+            model(x)
+        torch.cuda.synchronize()
+    bare = batch * steps / (time.perf_counter() - start)
+    return {"streaming": {"images": len(split), "side": side, "batch": batch, "workers": workers,
+                          "streamed_images_per_s": round(streamed, 1), "bare_forward_images_per_s": round(bare, 1),
+                          "ratio": round(streamed / bare, 3)}}
 
 
 def training(batch: int, side: int, steps: int, ctx: distributed.DistContext, device: torch.device) -> dict:
@@ -100,6 +151,10 @@ def main() -> int:
     p.add_argument("--images", type=int, default=2048, help="images extracted")
     p.add_argument("--steps", type=int, default=15)
     p.add_argument("--train-only", action="store_true")
+    p.add_argument("--streaming-only", action="store_true",
+                   help="only the streaming extraction of ResNet-50 from a generated JPEG folder")
+    p.add_argument("--stream-images", type=int, default=4096)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("gpu_bench: no CUDA GPU here (torch.cuda.is_available() is False); nothing to measure", file=sys.stderr)
@@ -107,9 +162,13 @@ def main() -> int:
     with distributed.session("cuda") as (ctx, device):
         torch.backends.cudnn.benchmark = True
         result = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda}
-        if not args.train_only and ctx.is_main:
-            result.update(extraction(args.images, args.batch, args.side))
-        result.update(training(args.batch, args.side, args.steps, ctx, device))
+        if args.streaming_only:
+            if ctx.is_main:
+                result.update(streaming(args.stream_images, args.batch, args.side, args.workers))
+        else:
+            if not args.train_only and ctx.is_main:
+                result.update(extraction(args.images, args.batch, args.side))
+            result.update(training(args.batch, args.side, args.steps, ctx, device))
         if ctx.is_main:
             print(json.dumps(result, indent=2))
             if args.json:

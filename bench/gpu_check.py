@@ -184,6 +184,20 @@ def throughput(work: Path, gpus: int) -> tuple[bool, list[str]]:
     return ok, lines + [""]
 
 
+def streaming_row(work: Path) -> tuple[bool, list[str]]:
+    out_json = work / "streaming.json"
+    code, out, _ = run([PY, "bench/gpu_bench.py", "--streaming-only", "--json", str(out_json)], timeout=300)
+    lines = ["## 5. Streaming extraction: ResNet-50, 224 px, bf16, from a JPEG folder (bench/gpu_bench.py --streaming-only)", ""]
+    if code != 0:
+        return False, lines + ["```", tail(out), "```", ""]
+    r = json.loads(out_json.read_text())["streaming"]
+    lines += [f"{r['images']:,} generated JPEGs decoded and resized per sample by {r['workers']} DataLoader workers, "
+              f"batch {r['batch']}: **{r['streamed_images_per_s']:,} images/s** streamed, against "
+              f"{r['bare_forward_images_per_s']:,} images/s for the bare forward pass on a batch already on the GPU "
+              f"(ratio {r['ratio']}).", ""]
+    return True, lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--report", type=Path, default=ROOT / "docs" / "GPU_CHECK.md")
@@ -204,7 +218,7 @@ def main() -> int:
             f"{platform.python_version()}, {os.cpu_count()} CPU cores.", ""]
     results, body = {}, []
     steps = [("CUDA tests", lambda: cuda_tests(work)), ("DDP smoke", lambda: ddp_smoke(work, gpus)),
-             ("throughput", lambda: throughput(work, gpus))]
+             ("throughput", lambda: throughput(work, gpus)), ("streaming", lambda: streaming_row(work))]
     try:
         import importlib.util
 
