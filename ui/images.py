@@ -24,7 +24,7 @@ def inspector(split, ids: list[int], labels: np.ndarray, preds: np.ndarray, conf
               sample_index: np.ndarray, class_names, columns: int = 10) -> None:
     """Show up to ``MAX_SHOWN`` samples ``ids`` (dataset sample indices).
 
-    ``split``: the data (``x [N, C, H, W]``, ``index [N]``); ``labels``/``preds``/``confidence`` are
+    ``split``: the data (a :class:`asl_core.data.Split`; only the images shown are read, one by one); ``labels``/``preds``/``confidence`` are
     per row of ``sample_index`` (the features' sample indices)."""
     if not ids:
         return
@@ -36,7 +36,7 @@ def inspector(split, ids: list[int], labels: np.ndarray, preds: np.ndarray, conf
     images, captions = [], []
     for sid in shown:
         r = row_of_feature[sid]
-        images.append(to_image(split.x[row_of_split[sid]].numpy()))
+        images.append(to_image(split.image(row_of_split[sid]).numpy()))
         t, p = int(labels[r]), int(preds[r])
         mark = "✓" if t == p else "✗"
         captions.append(f"#{sid} {mark} true {class_names[t]} · pred {class_names[p]} · {float(confidence[r]):.2f}")
@@ -66,7 +66,7 @@ def compare_inspector(split, ids: list[int], models, class_names, columns: int =
             for m in models:
                 p = int(m.features.preds[r])
                 parts.append(f"{m.name} {class_names[p]} {'✓' if p == t else '✗'} {float(m.features.confidence[r]):.2f}")
-            col.image(to_image(split.x[row_of_split[sid]].numpy()), width="stretch")
+            col.image(to_image(split.image(row_of_split[sid]).numpy()), width="stretch")
             col.caption("  \n".join(parts))
 
 
@@ -82,5 +82,5 @@ def neighbour_strip(split, neighbourhood, class_names, columns: int = 9) -> None
             continue
         cap = (f"#{sid} (the sample) · {class_names[label]}" if dist is None else
                f"#{sid} · {class_names[label]}{'' if label == neighbourhood.label else ' ✗'} · d {dist:.2f}")
-        cols[j].image(to_image(split.x[row_of_split[sid]].numpy()), width="stretch")
+        cols[j].image(to_image(split.image(row_of_split[sid]).numpy()), width="stretch")
         cols[j].caption(cap)

@@ -166,7 +166,8 @@ def compare(
         feats[i] = cached_features(cache, c, spec, split, wanted, splits=splits, device=device, batch_size=batch_size,
                                    progress=on_batch)
     labels = feats[0].labels
-    report(f"projecting {layer} with {projection.method}", (len(ckpts) + 0.5) / steps)
+    report(f"projecting {layer} of {len(labels):,} samples with {projection.method} (cached after the first time)",
+           (len(ckpts) + 0.5) / steps)
     projs = cached_projections(cache, ckpts, spec, split, layer, projection, [f.layers[layer] for f in feats], labels)
     c_num = len(class_names)
     ref_pred, ref_cm = feats[0].preds, confusion(labels, feats[0].preds, c_num)
