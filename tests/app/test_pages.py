@@ -321,3 +321,20 @@ def test_download_payloads(app_env, tmp_path):
     assert len(pd.read_parquet(io.BytesIO(downloads.coordinates_parquet(cmp)))) == 100
     html = downloads.figures_html([], "t").decode()
     assert html.startswith("<!doctype html>")
+
+
+def test_checkpoints_page_names_skipped_data_files(app_env, tmp_path, monkeypatch):
+    """A checkpoint trained on a folder with unreadable files says so, naming them (issue 18)."""
+    import dataclasses
+
+    from asl_core.checkpoint import save_checkpoint
+
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    ck = load_checkpoint(app_env / "baseline.safetensors")
+    note = "skipped 2 of 40 files that are not readable images: a/zero.png (zero bytes); b/x.jpg (not an image)"
+    meta = dataclasses.replace(ck.meta, content_hash="", diagnostics={**ck.meta.diagnostics, "dataset_notes": [note]})
+    save_checkpoint(ck.model, meta, folder / "baseline")
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
+    at = run("app_pages/01_Checkpoints.py")
+    assert any("a/zero.png (zero bytes)" in w.value for w in at.warning), texts(at)
