@@ -246,6 +246,6 @@ def scan(root: str | Path, use_cache: bool = True) -> Manifest:
     m = _build(real, sig)
     if use_cache:
         _save(m, path)
-    for note in m.notes():
-        log.warning("%s: %s", real, note)
+    for note in m.notes():  # the CLIs print it, the app shows it, checkpoints record it
+        log.info("%s: %s", real, note)
     return m
