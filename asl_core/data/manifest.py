@@ -229,9 +229,16 @@ def _load(path: Path, sig: str) -> Manifest | None:
         return None
 
 
-def scan(root: str | Path, use_cache: bool = True) -> Manifest:
-    """The manifest of ``root``: from the cache when the folder's signature matches, else walked,
-    checked and stored."""
+def remember(m: Manifest) -> None:
+    """Store a freshly walked manifest for the next start (a cached one is there already)."""
+    if not m.from_cache:
+        _save(m, _store_path(m.signature))
+
+
+def scan(root: str | Path, use_cache: bool = True, store: bool = True) -> Manifest:
+    """The manifest of ``root``: from the cache when the folder's signature matches, else walked
+    and checked, and stored unless ``store`` is false (:func:`asl_core.data.build_splits` stores it
+    only once the folder made a dataset, so that a refused folder leaves nothing behind)."""
     real = os.path.realpath(root)
     if not os.path.exists(real):
         raise DataError(f"image folder not found: {root}")
@@ -244,7 +251,7 @@ def scan(root: str | Path, use_cache: bool = True) -> Manifest:
         if cached is not None and cached.root == real:
             return cached
     m = _build(real, sig)
-    if use_cache:
+    if use_cache and store:
         _save(m, path)
     for note in m.notes():  # the CLIs print it, the app shows it, checkpoints record it
         log.info("%s: %s", real, note)

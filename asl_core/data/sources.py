@@ -201,7 +201,7 @@ def _array_source(spec_source: str, root: str | None, size: int | None) -> Array
 def open_source(spec: DatasetSpec) -> Source:
     """The source of ``spec``: arrays for embedded and torchvision sources, a lazy folder otherwise."""
     if spec.source == "folder":
-        m = scan(spec.root)
+        m = scan(spec.root, store=False)  # stored by build_splits once the folder made a dataset
         if len(m.class_names) < 2:
             if not m.class_names:
                 raise DataError(f"no readable images in {spec.root}; {' '.join(m.notes())}")

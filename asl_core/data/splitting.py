@@ -198,6 +198,9 @@ def build_splits(spec: DatasetSpec) -> Splits:
 
     if source.in_memory:
         return _materialise(spec, source, labels, class_names, train_idx, val_idx, test_idx, notes)
+    from asl_core.data.manifest import remember
+
+    remember(source.manifest)  # the folder made a dataset: the next start reuses its scan
     made = {name: Split(x=None, y=torch.from_numpy(labels[idx]).long(), index=torch.from_numpy(idx).long(), source=source,
                         spec=spec)
             for name, idx in (("train", np.concatenate(train_idx)), ("val", np.concatenate(val_idx)),
