@@ -13,20 +13,31 @@ from ..errors import LayerError
 
 
 _SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten)
+_SKIP_KINDS = {t.__name__ for t in _SKIP}
+
+
+def layer_kind(module: nn.Module) -> str:
+    """The module's class name; for a graph read from a ``.pt2`` archive (whose modules are all
+    ``InterpreterModule``), the class the exported program recorded (``Conv2d``, ``Block``)."""
+    return getattr(module, "asl_kind", None) or type(module).__name__
+
+
+def _skip(module: nn.Module) -> bool:
+    return isinstance(module, _SKIP) or layer_kind(module) in _SKIP_KINDS
 
 
 def list_layers(model: nn.Module) -> list[str]:
-    """Layer names a person can choose for ASLoss or extraction, in forward order.
+    """Layer names a person can choose for ASLoss or extraction, in forward order, for any
+    ``nn.Module`` (ours, torchvision's, timm's, an unflattened ``torch.export`` graph).
 
-    The top-level children and their direct children (``layer3``, ``layer3.1``, ``fc``),
-    leaving out parameter-free plumbing (activations, dropout, flatten, identity)."""
+    The top-level children and, for those that hold modules, their direct children (``layer3``,
+    ``layer3.1``, ``fc``), leaving out parameter-free plumbing (activations, dropout, flatten, identity)."""
     names = []
     for name, child in model.named_children():
-        if isinstance(child, _SKIP):
+        if _skip(child):
             continue
         names.append(name)
-        if isinstance(child, (nn.Sequential, nn.ModuleList)):
-            names.extend(f"{name}.{sub}" for sub, m in child.named_children() if not isinstance(m, _SKIP))
+        names.extend(f"{name}.{sub}" for sub, m in child.named_children() if not _skip(m))
     return names
 
 
@@ -108,7 +119,7 @@ def layer_widths(model: nn.Module, input_shape: tuple[int, int, int], layers: It
 
 def describe_layer(name: str, module: nn.Module, width: int | None = None) -> str:
     """``embedding.1 · ReLU · 64``: the dotted name, the module's kind and its feature width."""
-    parts = [name, type(module).__name__]
+    parts = [name, layer_kind(module)]
     if width is not None:
         parts.append(str(width))
     return " · ".join(parts)
