@@ -12,7 +12,9 @@ from torch import nn
 from ..errors import LayerError
 
 
-_SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten)
+# parameter-free plumbing: activations, dropout, flatten, identity
+_SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid,
+         nn.Sigmoid, nn.Tanh, nn.LeakyReLU)
 _SKIP_KINDS = {t.__name__ for t in _SKIP}
 
 

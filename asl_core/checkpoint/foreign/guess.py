@@ -12,15 +12,16 @@ from asl_core.checkpoint.foreign.state_dict import infer_in_channels, infer_num_
 
 # key patterns -> timm name prefixes worth trying (timm has 1,300+ names; building all would take minutes)
 FAMILIES = (
-    (("stem.0.weight", "stages.0.blocks.0.conv_dw.weight"), ("convnext",)),
-    (("conv_stem.weight", "blocks.0.0.conv_dw.weight"), ("efficientnet", "tf_efficientnet", "mobilenetv3", "mobilenetv2",
-                                                          "mnasnet", "spnasnet", "tinynet", "fbnet", "lcnet")),
-    (("cls_token", "pos_embed", "blocks.0.attn.qkv.weight"), ("vit_", "deit_", "deit3_")),
+    (("stem.0.weight", "stages.0.blocks.0.conv_dw.weight"), ("test_convnext", "convnext")),
+    (("conv_stem.weight", "blocks.0.0."), ("test_efficientnet", "efficientnet", "mobilenetv3", "mobilenetv2",
+                                                    "tf_efficientnet", "mnasnet", "spnasnet", "tinynet", "fbnet", "lcnet")),
+    (("cls_token", "pos_embed", "blocks.0.attn.qkv.weight"), ("test_vit", "vit_", "deit_", "deit3_")),
     (("patch_embed.proj.weight", "layers.0.blocks.0.attn.qkv.weight"), ("swin",)),
     (("conv1.weight", "layer1.0.conv1.weight"), ("resnet", "resnext", "wide_resnet", "seresnet")),
     (("stem.conv.weight", "stages.0.b1.conv1.conv.weight"), ("regnet",)),
 )
-BUDGET_S = 20.0
+BUDGET_S = 10.0
+VIT_WIDTHS = {192: "tiny", 384: "small", 768: "base", 1024: "large", 1280: "huge"}
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,37 @@ def _score(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) ->
     return same / max(len(expected), len(state), 1)
 
 
+def _has(state: dict[str, torch.Tensor], key: str) -> bool:
+    return key in state or (key.endswith(".") and any(k.startswith(key) for k in state))
+
+
+def _hints(state: dict[str, torch.Tensor]) -> list[str]:
+    """Name fragments the shapes suggest (a ViT's patch size, width and input side), to try first."""
+    hints = []
+    proj, pos = state.get("patch_embed.proj.weight"), state.get("pos_embed")
+    if proj is not None and proj.dim() == 4:
+        patch = int(proj.shape[-1])
+        hints.append(f"patch{patch}")
+        hints.append(VIT_WIDTHS.get(int(proj.shape[0]), "?"))
+        if pos is not None and pos.dim() == 3:
+            side = int((int(pos.shape[1]) - 1) ** 0.5) * patch
+            hints.append(f"_{side}")
+    return hints
+
+
 def _candidates(state: dict[str, torch.Tensor]) -> list[str]:
     from asl_core.models import ARCHITECTURES
     from asl_core.models.timm_models import timm_names
 
     names = list(ARCHITECTURES)
     for keys, prefixes in FAMILIES:
-        if all(k in state for k in keys):
+        if all(_has(state, k) for k in keys):
+            hints = _hints(state)
             found = [n for n in timm_names() if n.startswith(prefixes)]
-            names += [f"timm/{n}" for n in sorted(found, key=lambda n: (len(n), n))]
+            first = {p: i for i, p in enumerate(prefixes)}
+            found.sort(key=lambda n: (-sum(h in n for h in hints), next(i for p, i in first.items() if n.startswith(p)),
+                                      len(n), n))
+            names += [f"timm/{n}" for n in found]
     return names
 
 

@@ -41,8 +41,17 @@ def parse_config(raw: bytes) -> dict[str, Any]:
     n = cfg.get("num_classes")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= MAX_CLASSES):
         raise CheckpointError(f"config.json: num_classes {str(n)[:20]} is not 2..{MAX_CLASSES:,}")
+    args = cfg.get("model_args") or {}
+    if isinstance(args, dict):  # the class count and channels are read as such, not passed twice
+        args = dict(args)
+        for key, bound in (("num_classes", MAX_CLASSES), ("in_chans", 3)):
+            v = args.pop(key, None)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= bound):
+                raise CheckpointError(f"config.json: model_args.{key} {str(v)[:20]} is not 1..{bound:,}")
+            if v is not None:
+                cfg.setdefault(key, v)
     try:
-        cfg["model_args"] = check_arch_kwargs(cfg.get("model_args") or {})
+        cfg["model_args"] = check_arch_kwargs(args)
     except UserError as exc:
         raise CheckpointError(f"config.json: {exc}") from None
     if not isinstance(cfg.get("pretrained_cfg", {}), dict):
@@ -68,7 +77,7 @@ def _from_parts(cfg_raw: bytes, weights_name: str, weights_raw: bytes, where: st
     recipe = recipe_from_timm(pretrained)
     labels = cfg.get("label_names") or pretrained.get("label_names")
     names = tuple(str(x)[:60] for x in labels) if isinstance(labels, list) and len(labels) == cfg.get("num_classes") else ()
-    in_chans = cfg["model_args"].get("in_chans") if isinstance(cfg["model_args"].get("in_chans"), int) else recipe.channels
+    in_chans = cfg.get("in_chans") if isinstance(cfg.get("in_chans"), int) else recipe.channels
     return ForeignModel(format=f"timm hub folder ({where}: config.json + {weights_name})",
                         state=_weights(weights_name, weights_raw), arch=f"timm/{cfg['architecture']}",
                         arch_kwargs=cfg["model_args"], num_classes=cfg.get("num_classes"), in_channels=in_chans,
