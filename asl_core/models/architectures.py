@@ -166,8 +166,14 @@ def paper_layers(arch: str) -> tuple[str, ...]:
     return info.paper_layers or (info.embedding_layer,)
 
 
-def embedding_layer(arch: str) -> str:
-    return ARCHITECTURES[arch].embedding_layer if arch in ARCHITECTURES else ""
+def embedding_layer(arch: str, layers: list[str] | None = None) -> str:
+    """The registry's embedding layer; for any other model (timm, an exported graph) the top-level
+    layer before its last one, i.e. the features its classifier reads, given its ``layers``
+    (:func:`~asl_core.models.list_layers`)."""
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch].embedding_layer
+    top = [name for name in (layers or []) if "." not in name and name != "logits"]
+    return top[-2] if len(top) >= 2 else (top[-1] if top else "")
 
 
 def count_parameters(model: nn.Module) -> int:

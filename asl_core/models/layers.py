@@ -16,6 +16,7 @@ from ..errors import LayerError
 _SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid,
          nn.Sigmoid, nn.Tanh, nn.LeakyReLU)
 _SKIP_KINDS = {t.__name__ for t in _SKIP}
+LOGITS = "logits"
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -40,12 +41,15 @@ def list_layers(model: nn.Module) -> list[str]:
             continue
         names.append(name)
         names.extend(f"{name}.{sub}" for sub, m in child.named_children() if not _skip(m))
+    if LOGITS not in names:
+        names.append(LOGITS)  # the model's output: a layer every classifier has, so any two can be compared
     return names
 
 
 def resolve_layers(model: nn.Module, layers: Iterable[str]) -> OrderedDict[str, nn.Module]:
     """Map layer names to modules; unknown names raise a ``LayerError`` listing valid ones."""
     modules = dict(model.named_modules())
+    modules.setdefault(LOGITS, model)
     out: OrderedDict[str, nn.Module] = OrderedDict()
     for name in layers:
         if not name or name not in modules:

@@ -189,7 +189,7 @@ def layer_kinds(program: dict[str, Any]) -> dict[str, str]:
         raw = (node.get("metadata") or {}).get("nn_module_stack")
         for item in (raw or "").split(";"):
             parts = item.split(",")
-            if len(parts) == 3 and parts[1]:
+            if len(parts) == 3:  # the root's path is "" (its class: the user's model)
                 kinds.setdefault(parts[1], parts[2].rsplit(".", 1)[-1])
     return kinds
 
