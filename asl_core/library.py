@@ -45,7 +45,7 @@ from asl_core.checkpoint import (
     serialize,
 )
 from asl_core.data import PRESETS, DatasetSpec, check_root_allowed, known_datasets, resolve_dataset
-from asl_core.errors import CheckpointError, ReadOnlyError, StorageError, UserError, cli_entry
+from asl_core.errors import CheckpointError, NotOurCheckpointError, ReadOnlyError, StorageError, UserError, cli_entry
 from asl_core.settings import LIBRARY_QUOTA_ENV, READ_ONLY_ENV, get_settings
 
 ACCEPTED_SUFFIXES = (CHECKPOINT_SUFFIX, *FOREIGN_SUFFIXES)
@@ -419,10 +419,18 @@ def main(argv: list[str] | None = None) -> int:
         for warning in ck.meta.warnings:
             print(f"note: {warning}")
         return 0
-    result = import_checkpoint(args.file, args.file.name, folder, name=args.name, arch=args.arch, num_classes=args.num_classes,
-                               dataset=args.dataset, overwrite=args.overwrite, repeat_gray=args.repeat_gray,
-                               image_size=args.image_size, allow_duplicate=args.allow_duplicate, normalize=args.normalize,
-                               use_ema=args.weights == "ema")
+    try:
+        result = import_checkpoint(args.file, args.file.name, folder, name=args.name, arch=args.arch,
+                                   num_classes=args.num_classes, dataset=args.dataset, overwrite=args.overwrite,
+                                   repeat_gray=args.repeat_gray, image_size=args.image_size,
+                                   allow_duplicate=args.allow_duplicate, normalize=args.normalize,
+                                   use_ema=args.weights == "ema")
+    except NotOurCheckpointError as exc:  # say what the keys look like (a few seconds, only here)
+        from asl_core.checkpoint.foreign import describe
+
+        guess = describe(args.file).guess
+        hint = f"; from its keys and shapes it looks like {guess.describe()} (--arch {guess.arch})" if guess else ""
+        raise NotOurCheckpointError(f"{exc}{hint}") from None
     note = f" (the name {result.renamed_from!r} was taken or unsafe)" if result.renamed_from else ""
     print(f"imported {result.path}{note}")
     print(f"  {result.meta.arch}, {result.meta.num_classes} classes, input {'x'.join(map(str, result.meta.input_shape))}"

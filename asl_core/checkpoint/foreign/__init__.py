@@ -32,7 +32,7 @@ from asl_core.checkpoint.recipe import IMAGENET_MEAN, IMAGENET_STD
 from asl_core.errors import CheckpointError, NotOurCheckpointError
 from asl_core.models import ARCHITECTURES, EXPORT_ARCH
 
-__all__ = ["ForeignModel", "Guess", "extract_state_dict", "foreign_checkpoint", "foreign_meta", "guess_arch",
+__all__ = ["Description", "ForeignModel", "Guess", "describe", "extract_state_dict", "foreign_checkpoint", "foreign_meta", "guess_arch",
            "read_foreign"]
 
 
@@ -61,6 +61,48 @@ def read_foreign(path: str | Path, *, max_bytes: int = MAX_CHECKPOINT_BYTES, use
         return ForeignModel(format="Lightning checkpoint" if lightning else "PyTorch state dict",
                             state=extract_state_dict(obj))
     raise CheckpointError("unrecognised file: not a safetensors file, a PyTorch checkpoint, a .pt2 archive nor a .zip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+    """What the upload form shows before import: the format, what the file states, or the guess."""
+
+    format: str
+    arch: str | None
+    num_classes: int | None
+    recipe: str
+    guess: Guess | None
+    notes: tuple[str, ...]
+    has_ema: bool
+
+    def summary(self) -> str:
+        parts = [self.format]
+        if self.arch:
+            parts.append(f"architecture {self.arch} (stated by the file)")
+        elif self.guess:
+            parts.append(f"architecture not stated; from its keys and shapes it looks like {self.guess.describe()}")
+        else:
+            parts.append("architecture not stated, and no known architecture matches its keys; choose one")
+        if self.num_classes:
+            parts.append(f"{self.num_classes} classes")
+        if self.recipe:
+            parts.append(self.recipe)
+        return "; ".join(parts)
+
+
+def describe(path: str | Path, *, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Description:
+    """Read a foreign file and say what it holds, guessing the architecture when it does not say."""
+    found = read_foreign(path, max_bytes=max_bytes)
+    r = found.recipe
+    recipe = ""
+    if r.stated:
+        recipe = (f"input {r.size or '?'} px (resize {r.resize}, centre crop {r.crop}, {r.interpolation})"
+                  + (f", mean {', '.join(f'{v:.3f}' for v in r.mean)}" if r.mean else "")
+                  + (f", std {', '.join(f'{v:.3f}' for v in r.std)}" if r.std else ""))
+    guess = None if found.arch else guess_arch(found.state)
+    n = found.num_classes or (None if found.graph else infer_num_classes(found.state))
+    return Description(format=found.format, arch=found.arch, num_classes=n, recipe=recipe, guess=guess,
+                       notes=found.notes, has_ema=found.has_ema)
 
 
 def foreign_meta(arch: str, num_classes: int, state: dict[str, torch.Tensor], name: str = "") -> CheckpointMeta:
@@ -149,10 +191,8 @@ def foreign_checkpoint(found: ForeignModel, arch: str | None = None, num_classes
     if found.arch and arch and arch != found.arch:
         raise CheckpointError(f"the file says it is {found.arch}, not {arch}")
     chosen = found.arch or arch
-    if chosen is None:
-        guess = guess_arch(state)
-        hint = f"; from its keys and shapes it looks like {guess.describe()}" if guess else ""
-        raise NotOurCheckpointError(f"this {found.format} does not say its architecture{hint}; say which architecture it is "
+    if chosen is None:  # the guess (seconds) is asked for separately: asl_core.checkpoint.foreign.describe
+        raise NotOurCheckpointError(f"this {found.format} does not say its architecture; say which architecture it is "
                                     "(arch=..., --arch, or the form's Architecture) to load its weights")
     n = found.num_classes or infer_num_classes(state)
     if num_classes is not None and found.num_classes and num_classes != found.num_classes:
