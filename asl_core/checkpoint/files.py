@@ -90,11 +90,51 @@ def read_safetensors_header(path: Path) -> dict[str, str]:
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)|global[: ]+'?([\w.]+)")
 
 
-def pickle_refusal(exc: BaseException) -> str:
+_SAFE_MODULES = ("torch", "collections", "argparse", "_codecs", "numpy.core.multiarray", "builtins")
+
+
+def _pickle_globals(raw: bytes) -> list[str]:
+    """The ``module.name`` globals a pickle refers to, read from its opcodes (pickletools: nothing
+    is unpickled); ``STACK_GLOBAL`` takes the two strings pushed before it."""
+    import pickletools
+
+    found, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(raw[: 16 << 20]):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+    except Exception:  # a malformed pickle: name what was read before the fault
+        pass
+    return found
+
+
+def _named_object(source: Path | bytes | None) -> str | None:
+    if source is None:
+        return None
+    try:
+        raw = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()[: 64 << 20]
+        if raw[:2] == b"PK":
+            import io
+
+            with zipfile.ZipFile(io.BytesIO(raw)) as z:
+                pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                raw = z.read(pkl)[: 16 << 20] if pkl else b""
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError, EOFError):
+        return None
+    unsafe = [g for g in _pickle_globals(bytes(raw)) if not g.startswith(_SAFE_MODULES)]
+    return unsafe[0][:80] if unsafe else None
+
+
+def pickle_refusal(exc: BaseException, source: Path | bytes | None = None) -> str:
     """One plain line for a pickle the safe unpickler refused, naming the object, without
     PyTorch's own multi-line explanation (issue 20, defect 6)."""
     match = _GLOBAL.search(str(exc))
-    what = f" ({match.group(1) or match.group(2)})" if match else ""
+    name = (match.group(1) or match.group(2)) if match else _named_object(source)
+    what = f" ({name})" if name else ""
     return (f"refused to load: the file holds a Python object{what} that could run code when unpickled; "
             "only tensors are accepted, and nothing in the file was run")
 
@@ -110,7 +150,7 @@ def read_pickled(path: Path | None = None, data: bytes | None = None) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(source, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(pickle_refusal(exc)) from None
+        raise CheckpointError(pickle_refusal(exc, data if data is not None else path)) from None
     # AssertionError, OverflowError, RecursionError: torch's legacy reader on bytes found by
     # tests/reliability/test_fuzz.py (a flipped storage key, a huge count, deep nesting)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError, KeyError, IndexError,
