@@ -57,9 +57,10 @@ def test_torchvision_resnet18_on_a_grayscale_preset_opens_in_explore(app_env, re
     assert (meta.arch, meta.channel_repeat, meta.input_shape, meta.dataset["name"]) == ("resnet18", 3, (3, 8, 8), "digits-hard")
     # the layer list names kind and width
     assert "avgpool · AdaptiveAvgPool2d · 512" in "\n".join(m.value for m in at.markdown)
-    # the same weights again: reported, not added
+    # the same weights again: reported as information (not a red error), not added (issue 20, defect 8)
     _submit(at, "again.pth", resnet18_bytes)
-    assert any("already holds these weights as r18.safetensors" in e.value for e in at.error)
+    assert any("already holds these weights as r18.safetensors" in e.value for e in at.info), [e.value for e in at.info]
+    assert not at.error, [e.value for e in at.error]
     assert [p.name for p in folder.glob("*.safetensors")] == ["r18.safetensors"]
 
     explore = _page("02_Explore.py")
