@@ -103,21 +103,22 @@ with st.form("upload_form", clear_on_submit=False):
                            help="The weights are evaluated on it and Explore/Compare show it. Besides the presets: "
                                 "image folders and MNIST/Fashion-MNIST/CIFAR-10 files under the folders the server's "
                                 "operator allows (ASL_LENS_DATA_ROOTS).")
-    d1, d2, d3, d4 = st.columns([2, 1, 1.4, 1.2])
-    repeat_gray = d1.checkbox("Repeat the grayscale channel for 3-channel weights", value=True, key=S.CKPT_UPLOAD_REPEAT_GRAY,
-                              help="An RGB model (e.g. a torchvision ResNet) on grayscale data sees the one channel "
-                                   "three times; the checkpoint's metadata records it (channel_repeat = 3).")
-    image_size = d2.number_input("Image side (px)", min_value=8, max_value=512, value=32, step=4,
+    d1, d2, d3 = st.columns([1, 1, 2])
+    image_size = d1.number_input("Image side (px)", min_value=8, max_value=512, value=32, step=4,
                                  key=S.CKPT_UPLOAD_IMAGE_SIZE,
                                  help="Image folders and torchvision files are resized to this; presets keep their own size.")
-    normalize = d3.selectbox("Mean/std if the file states none", ["dataset", "imagenet"], key=S.CKPT_UPLOAD_NORMALIZE,
-                             format_func={"dataset": "the dataset's", "imagenet": "ImageNet's (torchvision, timm)"}.get,
+    normalize = d2.selectbox("Mean/std (if not in file)", ["dataset", "imagenet"], key=S.CKPT_UPLOAD_NORMALIZE,
+                             format_func={"dataset": "the dataset's", "imagenet": "ImageNet's"}.get,
                              help="A timm config.json or train.py checkpoint states its own input size, mean and std, "
                                   "which are used as they are. Plain weights of a torchvision or timm model usually "
                                   "expect ImageNet's statistics.")
-    use_ema = d4.checkbox("Use the EMA weights", value=True, key=S.CKPT_UPLOAD_EMA,
-                          help="timm's train.py keeps an exponential moving average of the weights (state_dict_ema) "
-                               "beside the raw ones; it is usually the better model.")
+    with d3:
+        repeat_gray = st.checkbox("Repeat a grayscale channel for RGB weights", value=True, key=S.CKPT_UPLOAD_REPEAT_GRAY,
+                                  help="An RGB model (e.g. a torchvision ResNet) on grayscale data sees the one channel "
+                                       "three times; the checkpoint's metadata records it (channel_repeat = 3).")
+        use_ema = st.checkbox("Use the EMA weights (timm)", value=True, key=S.CKPT_UPLOAD_EMA,
+                              help="timm's train.py keeps an exponential moving average of the weights (state_dict_ema) "
+                                   "beside the raw ones; it is usually the better model.")
     submitted = st.form_submit_button("Validate and add", key=S.CKPT_UPLOAD_SUBMIT)
 roots = len(settings.data_roots)
 st.caption(f"{len(choices)} dataset(s) to choose from: {len(choices) - len(library.preset_names())} found under "

@@ -161,7 +161,7 @@ def _with_dataset(meta: CheckpointMeta, spec: DatasetSpec, repeat_gray: bool = F
                 mean, std = mean * 3, std * 3
         elif data_channels == 1 and meta.in_channels == 3:
             raise CheckpointError(f"the weights take 3-channel images; dataset {spec.name!r} is grayscale: allow repeating "
-                                  "its channel ('Repeat the grayscale channel' in the form, --repeat-gray on the CLI)")
+                                  "its channel ('Repeat a grayscale channel for RGB weights' in the form, --repeat-gray on the CLI)")
         else:
             raise CheckpointError(f"the weights take {meta.in_channels}-channel images; dataset {spec.name!r} has {data_channels}")
     return dataclasses.replace(meta, dataset=spec.to_dict(), class_names=splits.class_names, input_shape=tuple(shape), mean=tuple(mean),
