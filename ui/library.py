@@ -196,7 +196,7 @@ def import_upload(data: bytes, file_name: str, folder: Path, *, name: str = "", 
                                                     repeat_gray=repeat_gray, image_size=image_size, normalize=normalize,
                                                     use_ema=use_ema, **kwargs)
             m = result.meta
-            kind = f"foreign model validated as {m.arch} with {m.num_classes} classes and converted"
+            kind = f"foreign weights validated as {m.arch} with {m.num_classes} classes and converted"
             if m.dataset:
                 test = (m.metrics or {}).get("test", {})
                 kind += f"; on {m.dataset.get('name')} test accuracy {test.get('accuracy', float('nan')):.3f}"
