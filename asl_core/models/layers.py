@@ -59,6 +59,11 @@ def resolve_layers(model: nn.Module, layers: Iterable[str]) -> OrderedDict[str, 
     return out
 
 
+def _channels_last(module: nn.Module) -> bool:
+    fmt = getattr(module, "output_fmt", None)
+    return str(getattr(fmt, "value", fmt)) == "NHWC"
+
+
 def pool_features(t: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, C]`` by global average pooling; ``[B, ..., D]`` -> ``[B, D']`` flat."""
     if t.dim() == 4:
@@ -87,6 +92,8 @@ class LayerTap:
         def hook(_module, _inputs, output):
             if isinstance(output, (tuple, list)):
                 output = output[0]
+            if output.dim() == 4 and _channels_last(_module):  # timm's NHWC outputs (a ViT's PatchEmbed)
+                output = output.permute(0, 3, 1, 2)
             if self.pool and output.dim() >= 3:
                 t = pool_features(output)
             else:
