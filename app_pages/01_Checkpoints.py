@@ -79,12 +79,19 @@ st.caption(f"Our `.safetensors` checkpoints, or someone else's model: a state di
            f"as a `.zip` (config.json + model.safetensors), or a `torch.export` archive (`.pt2`, any architecture). "
            f"Nothing in a file is executed. Limit {settings.max_upload_mb:g} MB.")
 # outside the form, so that choosing a file shows what it holds (and preselects its architecture) at once
-upload = st.file_uploader("Checkpoint file", type=[s.lstrip(".") for s in library.UPLOAD_SUFFIXES],
+f1, f2 = st.columns([3, 1])
+upload = f1.file_uploader("Checkpoint file", type=[s.lstrip(".") for s in library.UPLOAD_SUFFIXES],
                           key=S.CKPT_UPLOAD, max_upload_size=limit)
+config_upload = f2.file_uploader("config.json (timm hub folder)", type=["json"], key=S.CKPT_UPLOAD_CONFIG,
+                                 help="A timm hub folder as two files: its config.json here and model.safetensors or "
+                                      "pytorch_model.bin as the checkpoint file (or the whole folder as a .zip).")
 choices_arch = library.architecture_choices()
+upload_data, upload_name = (upload.getvalue(), upload.name) if upload is not None else (None, None)
+if upload is not None and config_upload is not None:
+    upload_data, upload_name = library.hub_zip(config_upload.getvalue(), upload.name, upload_data)
 if upload is not None:
-    level, guessed, about = library.describe_upload(upload.getvalue(), upload.name)
-    seen = (upload.name, upload.size)
+    level, guessed, about = library.describe_upload(upload_data, upload_name)
+    seen = (upload_name, len(upload_data))
     if st.session_state.get(S.CKPT_UPLOAD_SEEN) != seen:  # a new file: preselect what it states or resembles
         st.session_state[S.CKPT_UPLOAD_SEEN] = seen
         st.session_state[S.CKPT_UPLOAD_ARCH] = guessed if guessed in choices_arch else library.ARCH_AUTO
@@ -131,7 +138,7 @@ if submitted:
         st.error("Choose a file first.")
     else:
         with st.spinner("Validating, and evaluating foreign weights on the chosen dataset..."):
-            result = attempt(library.import_upload, upload.getvalue(), upload.name, folder, name=name, arch=arch,
+            result = attempt(library.import_upload, upload_data, upload_name, folder, name=name, arch=arch,
                              num_classes=int(classes), dataset=dataset, max_bytes=settings.max_upload_bytes,
                              repeat_gray=bool(repeat_gray), image_size=int(image_size), normalize=normalize,
                              use_ema=bool(use_ema))

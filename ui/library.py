@@ -129,6 +129,20 @@ def architecture_choices() -> list[str]:
     return [ARCH_AUTO, *ARCHITECTURES, *(f"timm/{n}" for n in timm_names())]
 
 
+def hub_zip(config: bytes, weights_name: str, weights: bytes) -> tuple[bytes, str]:
+    """A timm hub folder uploaded as two files (config.json + its weights), as the ``.zip`` the
+    library reads: ``(bytes, file name)``."""
+    import io
+    import zipfile
+
+    member = "model.safetensors" if weights_name.lower().endswith(".safetensors") else "pytorch_model.bin"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("hub/config.json", config)
+        z.writestr(f"hub/{member}", weights)
+    return out.getvalue(), f"{Path(weights_name).stem or 'hub'}.zip"
+
+
 def is_ours(data: bytes) -> bool:
     """An ASL Lens checkpoint (safetensors with our metadata key), from the header bytes alone."""
     import json

@@ -26,6 +26,7 @@ CKPT_UPLOAD_SUBMIT = "ckpt_upload_submit"
 CKPT_UPLOAD_REPEAT_GRAY = "ckpt_upload_repeat_gray"
 CKPT_UPLOAD_IMAGE_SIZE = "ckpt_upload_image_size"
 CKPT_UPLOAD_NORMALIZE = "ckpt_upload_normalize"
+CKPT_UPLOAD_CONFIG = "ckpt_upload_config"  # a timm hub folder's config.json, beside its weights file
 CKPT_UPLOAD_EMA = "ckpt_upload_ema"
 CKPT_UPLOAD_SEEN = "ckpt_upload_seen"  # the upload the architecture was last preselected for
 FLASH_UPLOAD = "upload"                    # flash slots: where a message shows, next to what caused it
