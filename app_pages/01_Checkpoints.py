@@ -79,14 +79,17 @@ st.caption(f"Our `.safetensors` checkpoints, or someone else's model: a state di
            f"as a `.zip` (config.json + model.safetensors), or a `torch.export` archive (`.pt2`, any architecture). "
            f"Nothing in a file is executed. Limit {settings.max_upload_mb:g} MB.")
 # outside the form, so that choosing a file shows what it holds (and preselects its architecture) at once
-f1, f2 = st.columns([3, 1])
-upload = f1.file_uploader("Checkpoint file", type=[s.lstrip(".") for s in library.UPLOAD_SUFFIXES],
+upload = st.file_uploader("Checkpoint file", type=[s.lstrip(".") for s in library.UPLOAD_SUFFIXES],
                           key=S.CKPT_UPLOAD, max_upload_size=limit)
-config_upload = f2.file_uploader("config.json (timm hub folder)", type=["json"], key=S.CKPT_UPLOAD_CONFIG,
-                                 help="A timm hub folder as two files: its config.json here and model.safetensors or "
-                                      "pytorch_model.bin as the checkpoint file (or the whole folder as a .zip).")
 choices_arch = library.architecture_choices()
 upload_data, upload_name = (upload.getvalue(), upload.name) if upload is not None else (None, None)
+config_upload = None
+if upload is not None and upload.name.lower().endswith((".safetensors", ".bin")) and not library.is_ours(upload_data):
+    # only for bare weights: a timm hub folder uploaded as its two files
+    config_upload = st.file_uploader("Its config.json, if it comes from a timm hub folder", type=["json"],
+                                     key=S.CKPT_UPLOAD_CONFIG,
+                                     help="A timm hub folder as two files: model.safetensors or pytorch_model.bin above "
+                                          "and its config.json here (or the whole folder as a .zip above).")
 if upload is not None and config_upload is not None:
     upload_data, upload_name = library.hub_zip(config_upload.getvalue(), upload.name, upload_data)
 if upload is not None:

@@ -92,6 +92,9 @@ def test_timm_hub_folder_as_two_files(app_env, tmp_path, monkeypatch):
     folder = tmp_path / "lib"
     monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
     at = _page("01_Checkpoints.py")
+    at.file_uploader(key=S.CKPT_UPLOAD).set_value(("model.safetensors", (hub / "model.safetensors").read_bytes(),
+                                                    "application/octet-stream"))
+    at.run()  # bare weights: the form now asks for the config.json beside them
     at.file_uploader(key=S.CKPT_UPLOAD_CONFIG).set_value(("config.json", (hub / "config.json").read_bytes(),
                                                            "application/json"))
     _submit(at, "model.safetensors", (hub / "model.safetensors").read_bytes(), arch="auto (as the file says)")
