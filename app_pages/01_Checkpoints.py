@@ -95,9 +95,13 @@ if upload is not None and config_upload is not None:
 if upload is not None:
     level, guessed, about = library.describe_upload(upload_data, upload_name)
     seen = (upload_name, len(upload_data))
-    if st.session_state.get(S.CKPT_UPLOAD_SEEN) != seen:  # a new file: preselect what it states or resembles
-        st.session_state[S.CKPT_UPLOAD_SEEN] = seen
-        st.session_state[S.CKPT_UPLOAD_ARCH] = guessed if guessed in choices_arch else library.ARCH_AUTO
+    last_seen, last_preselected = st.session_state.get(S.CKPT_UPLOAD_SEEN) or (None, library.ARCH_AUTO)
+    if last_seen != seen:  # a new file: preselect what it states or resembles, unless a person chose an architecture
+        current = st.session_state.get(S.CKPT_UPLOAD_ARCH, library.ARCH_AUTO)
+        preselect = guessed if guessed in choices_arch else library.ARCH_AUTO
+        if current in (library.ARCH_AUTO, last_preselected):
+            st.session_state[S.CKPT_UPLOAD_ARCH] = preselect
+        st.session_state[S.CKPT_UPLOAD_SEEN] = (seen, preselect)
     getattr(st, level)(about)
 with st.form("upload_form", clear_on_submit=False):
     c1, c2, c3, c4 = st.columns(4)
