@@ -43,7 +43,7 @@ with st.sidebar, user_errors():
     url.seed(S.EXP_SPLIT, "split", "test", options=widgets.SPLITS)
     split = st.selectbox("Split", widgets.SPLITS, key=S.EXP_SPLIT)
     layers = list_layers(model.model)
-    default = embedding_layer(model.meta.arch)
+    default = embedding_layer(model.meta.arch, layers)
     url.seed(S.EXP_LAYER, "layer", default if default in layers else layers[0], options=layers)
     layer = st.selectbox("Layer", layers, key=S.EXP_LAYER, format_func=widgets.layer_format_func(model))
     widgets.seed_projection(url, P)

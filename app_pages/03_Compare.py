@@ -54,7 +54,7 @@ with st.sidebar, user_errors():
     if not layers:
         st.error("These models share no layer names; compare models of one architecture family.")
         st.stop()
-    default = embedding_layer(library.load_model(paths[0]).meta.arch)
+    default = embedding_layer(library.load_model(paths[0]).meta.arch, layers)
     url.seed(S.CMP_LAYER, "layer", default if default in layers else layers[0], options=layers)
     layer_label = widgets.layer_format_func(*[library.load_model(p) for p in paths])
     layer = st.selectbox("Layer (all models)", layers, key=S.CMP_LAYER, help="Only layers every chosen model has.",

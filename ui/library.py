@@ -109,36 +109,123 @@ def split_of(features, meta: CheckpointMeta) -> Split:
 
 @dataclass(frozen=True)
 class UploadOutcome:
-    path: Path
+    path: Path | None
     renamed: bool
     message: str
+    level: str = "success"  # st.success / st.warning / st.info
+
+
+ARCH_AUTO = "auto (as the file says)"
+CLASSES_AUTO = 0  # the form's class count when the file (or the classifier's weight) says it
+
+
+@st.cache_resource(show_spinner=False)
+def architecture_choices() -> list[str]:
+    """The upload form's architecture list: the file's own, our registry, then every timm model
+    by name (1,300+; the selectbox filters as one types)."""
+    from asl_core.models import ARCHITECTURES
+    from asl_core.models.timm_models import timm_names
+
+    return [ARCH_AUTO, *ARCHITECTURES, *(f"timm/{n}" for n in timm_names())]
+
+
+def hub_zip(config: bytes, weights_name: str, weights: bytes) -> tuple[bytes, str]:
+    """A timm hub folder uploaded as two files (config.json + its weights), as the ``.zip`` the
+    library reads: ``(bytes, file name)``."""
+    import io
+    import zipfile
+
+    member = "model.safetensors" if weights_name.lower().endswith(".safetensors") else "pytorch_model.bin"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("hub/config.json", config)
+        z.writestr(f"hub/{member}", weights)
+    return out.getvalue(), f"{Path(weights_name).stem or 'hub'}.zip"
+
+
+def is_ours(data: bytes) -> bool:
+    """An ASL Lens checkpoint (safetensors with our metadata key), from the header bytes alone."""
+    import json
+    import struct
+
+    from asl_core.checkpoint import META_KEY
+
+    if len(data) < 9:
+        return False
+    (n,) = struct.unpack("<Q", data[:8])
+    if not 0 < n <= min(len(data) - 8, 100_000_000) or data[8:9] != b"{":
+        return False
+    try:
+        header = json.loads(data[8:8 + n])
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return False
+    return isinstance(header, dict) and META_KEY in (header.get("__metadata__") or {})
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def describe_upload(data: bytes, file_name: str) -> tuple[str, str | None, str]:
+    """``(level, architecture to preselect or None for 'auto', message)`` for the upload form: what a foreign file
+    states, or the architecture its keys and shapes match (nothing in it is run)."""
+    import tempfile
+
+    from asl_core.checkpoint.foreign import describe
+
+    if is_ours(data):
+        return "info", None, "An ASL Lens checkpoint: it carries its architecture, classes and dataset."
+    suffix = "".join(Path(file_name).suffixes[-2:]) or ".bin"
+    with tempfile.TemporaryDirectory(prefix="asl-describe-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            d = describe(path, max_bytes=core_library.max_upload_bytes())
+        except UserError as exc:
+            return "error", None, str(exc)
+    arch = None if d.arch else (d.guess.arch if d.guess else None)  # None: 'auto' (the file states it)
+    level = "warning" if not d.arch and (d.guess is None or d.guess.confidence < 1.0) else "info"
+    message = d.summary() + "."
+    if not d.arch and d.guess:
+        message += " It is selected below: confirm it or choose another."
+    if d.has_ema:
+        message += " The file holds EMA weights too (see *Use the EMA weights*)."
+    return level, arch, message
 
 
 def import_upload(data: bytes, file_name: str, folder: Path, *, name: str = "", arch: str | None = None,
                   num_classes: int | None = None, dataset: str | None = None, max_bytes: int, repeat_gray: bool = False,
-                  image_size: int | None = None) -> UploadOutcome:
+                  image_size: int | None = None, normalize: str | None = None, use_ema: bool = True) -> UploadOutcome:
     """Add an uploaded file through ``asl_core.library.import_checkpoint``. The form's
     architecture, class count and dataset (a key of :func:`dataset_choices`, never a path)
-    apply to foreign weights only: our own checkpoints carry them, so they are tried without
-    first. Weights already in the library are refused with the name they are under."""
+    apply to foreign files only, and only where the file does not state them; our own
+    checkpoints carry them. Weights already in the library are reported (info, not an error)
+    with the name they are under, before any evaluation."""
     kwargs = dict(folder=folder, name=name or None, max_bytes=max_bytes)
+    arch = None if arch in (None, ARCH_AUTO) else arch
+    num_classes = None if not num_classes else num_classes
     try:
-        result = core_library.import_checkpoint(data, file_name, **kwargs)
-        kind = "checkpoint validated"
-    except NotOurCheckpointError:
-        result = core_library.import_checkpoint(data, file_name, arch=arch, num_classes=num_classes, dataset=dataset,
-                                                repeat_gray=repeat_gray, image_size=image_size, **kwargs)
-        kind = f"foreign weights validated as {arch} with {num_classes} classes and converted"
-        if result.meta.dataset:
-            test = (result.meta.metrics or {}).get("test", {})
-            kind += f"; on {result.meta.dataset.get('name')} test accuracy {test.get('accuracy', float('nan')):.3f}"
-        if result.meta.channel_repeat > 1:
-            kind += f" (its grayscale channel repeated {result.meta.channel_repeat}x for the 3-channel model)"
+        if is_ours(data):
+            result = core_library.import_checkpoint(data, file_name, **kwargs)
+            kind = "checkpoint validated"
+        else:
+            result = core_library.import_checkpoint(data, file_name, arch=arch, num_classes=num_classes, dataset=dataset,
+                                                    repeat_gray=repeat_gray, image_size=image_size, normalize=normalize,
+                                                    use_ema=use_ema, **kwargs)
+            m = result.meta
+            kind = f"foreign weights validated as {m.arch} with {m.num_classes} classes and converted"
+            if m.dataset:
+                test = (m.metrics or {}).get("test", {})
+                kind += f"; on {m.dataset.get('name')} test accuracy {test.get('accuracy', float('nan')):.3f}"
+            if m.channel_repeat > 1:
+                kind += f" (its grayscale channel repeated {m.channel_repeat}x for the 3-channel model)"
+    except core_library.DuplicateCheckpointError as exc:
+        return UploadOutcome(path=exc.existing, renamed=False, message=str(exc), level="info")
     note = ""
     if result.renamed_from:
         note = f" (the name {result.renamed_from!r} was taken or unsafe, so it is saved as {result.path.stem})"
+    warnings = [w for w in result.meta.warnings if "below chance" in w or w.startswith("weights:")]
+    hint = "".join(f" Note: {w}." for w in warnings)
+    level = "warning" if result.renamed_from or any("below chance" in w for w in warnings) else "success"
     return UploadOutcome(path=result.path, renamed=bool(result.renamed_from),
-                         message=f"{kind}; added {result.path.name} to the library{note}")
+                         message=f"{kind}; added {result.path.name} to the library{note}.{hint}", level=level)
 
 
 def delete_checkpoint(folder: Path, file_name: str) -> None:

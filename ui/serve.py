@@ -17,7 +17,8 @@ import time
 
 # what the pages import, heaviest first; the projection libraries load lazily (first UMAP/t-SNE)
 PRELOAD = ("torch", "sklearn.metrics", "plotly.graph_objects", "pandas", "asl_core.engine.analysis",
-           "asl_core.report.figures", "asl_core.report.tables", "ui.views", "ui.analysis", "ui.images")
+           "asl_core.report.figures", "asl_core.report.tables", "ui.views", "ui.analysis", "ui.images",
+           "timm")  # timm: the upload form lists its 1,300+ architectures (its import takes seconds)
 
 _state: dict[str, object] = {"done": False, "seconds": None, "failed": []}
 

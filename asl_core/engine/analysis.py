@@ -143,7 +143,7 @@ def compare(
         if c.meta.num_classes != len(class_names):
             raise UserError(f"{model_name(c, i)} has {c.meta.num_classes} classes; {model_name(ckpts[0], 0)} has {len(class_names)}")
     shared = common_layers(ckpts)
-    layer = layer or embedding_layer(ckpts[0].meta.arch)
+    layer = layer or embedding_layer(ckpts[0].meta.arch, list_layers(ckpts[0].model))
     metric_layers = list(dict.fromkeys(metric_layers or [layer]))
     for name in [layer, *metric_layers]:
         if name not in shared:

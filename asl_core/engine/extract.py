@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace, ctx: DistContext, device: torch.device) -> in
         return 0
     if not ckpt.meta.dataset:
         raise UserError(f"{args.checkpoint.name} does not say which dataset it was trained on")
-    layers = [s.strip() for s in (args.layers or embedding_layer(ckpt.meta.arch)).split(",") if s.strip()]
+    layers = [s.strip() for s in (args.layers or embedding_layer(ckpt.meta.arch, list_layers(ckpt.model))).split(",") if s.strip()]
     spec = DatasetSpec.from_dict(ckpt.meta.dataset)
     if ctx.active:
         feats = sharded_features(DiskCache(args.cache_dir), ckpt, spec, args.split, layers, ctx, device=device,

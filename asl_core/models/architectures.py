@@ -132,14 +132,30 @@ ARCHITECTURES: dict[str, ArchInfo] = {
 }
 
 
-def build_model(arch: str, num_classes: int, in_channels: int = 3, small_input: bool = False) -> nn.Module:
-    """Build an untrained model by registry name."""
-    if arch not in ARCHITECTURES:
-        raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+EXPORT_ARCH = "torch.export"  # a graph carried in the checkpoint itself (asl_core.checkpoint.foreign.export)
+
+
+def is_known_arch(arch: str) -> bool:
+    """A registry name, a ``timm/<name>`` timm knows, or a graph carried in the file."""
+    from asl_core.models.timm_models import is_timm, is_timm_model
+
+    return arch in ARCHITECTURES or arch == EXPORT_ARCH or (is_timm(arch) and is_timm_model(arch))
+
+
+def build_model(arch: str, num_classes: int, in_channels: int = 3, small_input: bool = False,
+                arch_kwargs: dict | None = None) -> nn.Module:
+    """Build an untrained model by registry name, or any timm model as ``timm/<name>``
+    (``arch_kwargs``: its checked constructor arguments, e.g. ``img_size``)."""
+    from asl_core.models.timm_models import build_timm, is_timm
+
     if not isinstance(num_classes, int) or num_classes < 2:
         raise UserError(f"class count must be an integer >= 2, got {num_classes!r}")
     if in_channels not in (1, 3):
         raise UserError(f"input channels must be 1 or 3, got {in_channels!r}")
+    if is_timm(arch):
+        return build_timm(arch, num_classes, in_channels, arch_kwargs)
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)} or timm/<name>")
     return ARCHITECTURES[arch].builder(num_classes=num_classes, in_channels=in_channels, small_input=small_input)
 
 
@@ -150,8 +166,14 @@ def paper_layers(arch: str) -> tuple[str, ...]:
     return info.paper_layers or (info.embedding_layer,)
 
 
-def embedding_layer(arch: str) -> str:
-    return ARCHITECTURES[arch].embedding_layer if arch in ARCHITECTURES else ""
+def embedding_layer(arch: str, layers: list[str] | None = None) -> str:
+    """The registry's embedding layer; for any other model (timm, an exported graph) the top-level
+    layer before its last one, i.e. the features its classifier reads, given its ``layers``
+    (:func:`~asl_core.models.list_layers`)."""
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch].embedding_layer
+    top = [name for name in (layers or []) if "." not in name and name != "logits"]
+    return top[-2] if len(top) >= 2 else (top[-1] if top else "")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,27 +12,44 @@ from torch import nn
 from ..errors import LayerError
 
 
-_SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten)
+# parameter-free plumbing: activations, dropout, flatten, identity
+_SKIP = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity, nn.Flatten, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid,
+         nn.Sigmoid, nn.Tanh, nn.LeakyReLU)
+_SKIP_KINDS = {t.__name__ for t in _SKIP}
+LOGITS = "logits"
+
+
+def layer_kind(module: nn.Module) -> str:
+    """The module's class name; for a graph read from a ``.pt2`` archive (whose modules are all
+    ``InterpreterModule``), the class the exported program recorded (``Conv2d``, ``Block``)."""
+    return getattr(module, "asl_kind", None) or type(module).__name__
+
+
+def _skip(module: nn.Module) -> bool:
+    return isinstance(module, _SKIP) or layer_kind(module) in _SKIP_KINDS
 
 
 def list_layers(model: nn.Module) -> list[str]:
-    """Layer names a person can choose for ASLoss or extraction, in forward order.
+    """Layer names a person can choose for ASLoss or extraction, in forward order, for any
+    ``nn.Module`` (ours, torchvision's, timm's, an unflattened ``torch.export`` graph).
 
-    The top-level children and their direct children (``layer3``, ``layer3.1``, ``fc``),
-    leaving out parameter-free plumbing (activations, dropout, flatten, identity)."""
+    The top-level children and, for those that hold modules, their direct children (``layer3``,
+    ``layer3.1``, ``fc``), leaving out parameter-free plumbing (activations, dropout, flatten, identity)."""
     names = []
     for name, child in model.named_children():
-        if isinstance(child, _SKIP):
+        if _skip(child):
             continue
         names.append(name)
-        if isinstance(child, (nn.Sequential, nn.ModuleList)):
-            names.extend(f"{name}.{sub}" for sub, m in child.named_children() if not isinstance(m, _SKIP))
+        names.extend(f"{name}.{sub}" for sub, m in child.named_children() if not _skip(m))
+    if LOGITS not in names:
+        names.append(LOGITS)  # the model's output: a layer every classifier has, so any two can be compared
     return names
 
 
 def resolve_layers(model: nn.Module, layers: Iterable[str]) -> OrderedDict[str, nn.Module]:
     """Map layer names to modules; unknown names raise a ``LayerError`` listing valid ones."""
     modules = dict(model.named_modules())
+    modules.setdefault(LOGITS, model)
     out: OrderedDict[str, nn.Module] = OrderedDict()
     for name in layers:
         if not name or name not in modules:
@@ -40,6 +57,11 @@ def resolve_layers(model: nn.Module, layers: Iterable[str]) -> OrderedDict[str, 
             raise LayerError(f"unknown layer {name!r}; valid layers: {valid} (see asl_core.models.list_layers)")
         out[name] = modules[name]
     return out
+
+
+def _channels_last(module: nn.Module) -> bool:
+    fmt = getattr(module, "output_fmt", None)
+    return str(getattr(fmt, "value", fmt)) == "NHWC"
 
 
 def pool_features(t: torch.Tensor) -> torch.Tensor:
@@ -70,6 +92,8 @@ class LayerTap:
         def hook(_module, _inputs, output):
             if isinstance(output, (tuple, list)):
                 output = output[0]
+            if output.dim() == 4 and _channels_last(_module):  # timm's NHWC outputs (a ViT's PatchEmbed)
+                output = output.permute(0, 3, 1, 2)
             if self.pool and output.dim() >= 3:
                 t = pool_features(output)
             else:
@@ -108,7 +132,7 @@ def layer_widths(model: nn.Module, input_shape: tuple[int, int, int], layers: It
 
 def describe_layer(name: str, module: nn.Module, width: int | None = None) -> str:
     """``embedding.1 · ReLU · 64``: the dotted name, the module's kind and its feature width."""
-    parts = [name, type(module).__name__]
+    parts = [name, layer_kind(module)]
     if width is not None:
         parts.append(str(width))
     return " · ".join(parts)

@@ -57,9 +57,10 @@ def test_torchvision_resnet18_on_a_grayscale_preset_opens_in_explore(app_env, re
     assert (meta.arch, meta.channel_repeat, meta.input_shape, meta.dataset["name"]) == ("resnet18", 3, (3, 8, 8), "digits-hard")
     # the layer list names kind and width
     assert "avgpool · AdaptiveAvgPool2d · 512" in "\n".join(m.value for m in at.markdown)
-    # the same weights again: reported, not added
+    # the same weights again: reported as information (not a red error), not added (issue 20, defect 8)
     _submit(at, "again.pth", resnet18_bytes)
-    assert any("already holds these weights as r18.safetensors" in e.value for e in at.error)
+    assert any("already holds these weights as r18.safetensors" in e.value for e in at.info), [e.value for e in at.info]
+    assert not at.error, [e.value for e in at.error]
     assert [p.name for p in folder.glob("*.safetensors")] == ["r18.safetensors"]
 
     explore = _page("02_Explore.py")
@@ -81,3 +82,23 @@ def test_layer_format_func_joins_what_differs(app_env):
     assert one("embedding.1") == "embedding.1 · Linear · 64" and one("nope") == "nope"
     both = widgets.layer_format_func(base, small)
     assert both("embedding.1") == "embedding.1 · Linear · 64/32" and both("fc") == "fc · Linear · 10"
+
+
+def test_timm_hub_folder_as_two_files(app_env, tmp_path, monkeypatch):
+    """Issue 19: a timm hub folder uploaded as its two files (config.json beside model.safetensors)."""
+    from asl_core.testkit.foreign import timm_hub_folder
+
+    hub = timm_hub_folder(tmp_path / "hub")
+    folder = tmp_path / "lib"
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
+    at = _page("01_Checkpoints.py")
+    at.file_uploader(key=S.CKPT_UPLOAD).set_value(("model.safetensors", (hub / "model.safetensors").read_bytes(),
+                                                    "application/octet-stream"))
+    at.run()  # bare weights: the form now asks for the config.json beside them
+    at.file_uploader(key=S.CKPT_UPLOAD_CONFIG).set_value(("config.json", (hub / "config.json").read_bytes(),
+                                                           "application/json"))
+    _submit(at, "model.safetensors", (hub / "model.safetensors").read_bytes(), arch="auto (as the file says)")
+    assert any("timm hub folder" in i.value for i in at.info), [i.value for i in at.info]
+    assert [s.value for s in at.success] and "validated as timm/test_convnext" in at.success[0].value
+    meta = load_checkpoint(folder / "model.safetensors").meta
+    assert meta.arch == "timm/test_convnext" and meta.recipe_source == "file" and meta.interpolation == "bicubic"

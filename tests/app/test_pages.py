@@ -78,9 +78,9 @@ def test_upload_ours_never_overwrites(app_env, tmp_path):
     assert second.path.name == "baseline-2.safetensors" and second.renamed and "saved as baseline-2" in second.message
     assert first.message.startswith("checkpoint validated")
     assert load_checkpoint(second.path).meta.content_hash == load_checkpoint(app_env / "clonal.safetensors").meta.content_hash
-    # the same weights again, under any name, are reported and not added
-    with pytest.raises(library.UserError, match="already holds these weights as baseline.safetensors"):
-        library.import_upload(data, "again.safetensors", tmp_path, max_bytes=10 * 2**20)
+    # the same weights again, under any name, are reported (as information, not an error) and not added
+    again = library.import_upload(data, "again.safetensors", tmp_path, max_bytes=10 * 2**20)
+    assert again.level == "info" and "already holds these weights as baseline.safetensors" in again.message
     assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["baseline-2.safetensors", "baseline.safetensors"]
 
 

@@ -25,7 +25,7 @@ def test_every_architecture_builds_and_runs(arch, in_channels, size, small):
 def test_digits_layer_names():
     assert list_layers(build_model("digits_cnn", 10, in_channels=1)) == [
         "block1", "block1.0", "block1.1", "block2", "block2.0", "block2.1", "block2.3",
-        "block3", "block3.0", "block3.1", "pool", "embedding", "embedding.1", "fc",
+        "block3", "block3.0", "block3.1", "pool", "embedding", "embedding.1", "fc", "logits",
     ]
 
 
