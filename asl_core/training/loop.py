@@ -28,7 +28,7 @@ from asl_core.engine.features import evaluate, run_model
 from asl_core.engine.metrics import classification_metrics
 from asl_core.errors import UserError
 from asl_core.models import LayerTap, build_model, resolve_layers
-from asl_core.objectives import Batch, LossOutput
+from asl_core.objectives import Batch, LossOutput, get_objective, method_names
 from asl_core.runtime import pick_device, seed_everything
 from asl_core.settings import get_settings
 from asl_core.training.config import TrainConfig
@@ -100,16 +100,20 @@ class EpochLog:
 
 
 def baseline_recipe(config: TrainConfig, teacher: LoadedCheckpoint) -> TrainConfig:
-    """The baseline's own training recipe, from its metadata (for its out-of-fold stand-ins)."""
+    """The teacher's own training recipe, from its metadata (for its out-of-fold stand-ins): its
+    method and that method's hyperparameters too (a logit-adjusted teacher's stand-ins are
+    logit-adjusted)."""
     hp = teacher.meta.hyperparams or {}
+    method = teacher.meta.method if teacher.meta.method in method_names() else "baseline"
     same = {k: hp[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "sampler") if k in hp}
+    own = {k: hp[k] for k in get_objective(method).params if k in hp}
     aug = hp.get("augmentation", "unrecorded")
     if aug is None:
         same["augment"] = False
     elif isinstance(aug, dict):
         same.update(augment=True, aug_rotation=aug.get("rotation", config.aug_rotation),
                     aug_shift=aug.get("shift", config.aug_shift), aug_scale=aug.get("scale", config.aug_scale))
-    return dataclasses.replace(config, method="baseline", method_params={}, arch=teacher.meta.arch, **same)
+    return dataclasses.replace(config, method="baseline", method_params={}, arch=teacher.meta.arch, **same).with_params(method, **own)
 
 
 def make_teacher(config: TrainConfig, teacher: LoadedCheckpoint, splits: Splits, device: torch.device,
@@ -215,6 +219,7 @@ def train(
     c = splits.num_classes
     small = config.small_input if config.small_input is not None else splits.input_shape[-1] <= 64
     objective = config.build_objective()
+    objective.prepare(torch.bincount(splits.train.y, minlength=c))
     augment = config.augmentation(flips_allowed=spec.flips_allowed)
     teacher_source, parents = None, {}
     if objective.needs_teacher:

@@ -111,8 +111,9 @@ def _fold_key(splits: Splits, recipe: dict, k: int, fold: int, seed: int) -> str
 
 def train_fold_baselines(config, splits: Splits, k: int, seed: int, cache_dir: Path | None = None,
                          progress: bool = False) -> FoldTeachers:
-    """K baselines with ``config``'s recipe (``config`` is a baseline ``TrainConfig``), each on the
-    training split minus one fold; cached under ``cache_dir/fold-baselines`` when given."""
+    """K teachers with ``config``'s recipe (the teacher's own ``TrainConfig``: the baseline's, or the
+    logit-adjusted model's for ``clonal+la``), each on the training split minus one fold; cached
+    under ``cache_dir/fold-baselines`` when given."""
     from asl_core.training.loop import train  # the loop imports this module
 
     if k < 2:
@@ -121,6 +122,8 @@ def train_fold_baselines(config, splits: Splits, k: int, seed: int, cache_dir: P
     recipe = {key: v for key, v in config.hyperparams().items() if key != "seed"} | {"arch": config.arch,
                                                                                   "augment": config.augmentation().to_dict(),
                                                                                   "sampler": config.sampler}
+    if config.method != "baseline":  # (baseline keys stay those of earlier caches)
+        recipe["method"] = config.method
     models = []
     for fold in range(k):
         path = None
@@ -135,7 +138,7 @@ def train_fold_baselines(config, splits: Splits, k: int, seed: int, cache_dir: P
         keep = torch.nonzero(fold_of != fold).flatten()
         train_split = Split(x=splits.train.x[keep], y=splits.train.y[keep], index=splits.train.index[keep])
         fold_splits = dataclasses.replace(splits, train=train_split)
-        fold_config = dataclasses.replace(config, method="baseline", method_params={}, seed=seed * 100 + fold + 1)
+        fold_config = dataclasses.replace(config, seed=seed * 100 + fold + 1)
         result = train(fold_config, splits.spec, splits=fold_splits, progress=progress, name=f"fold{fold}-of-{k}")
         ckpt = LoadedCheckpoint(model=result.model, meta=result.meta)
         if path is not None:
