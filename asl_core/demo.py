@@ -27,6 +27,7 @@ from asl_core.errors import CheckpointError, UserError, cli_entry
 from asl_core.objectives import get_objective
 from asl_core.settings import get_settings
 from asl_core.training import TrainConfig, train
+from asl_core.training.teaching import prepare_teacher, train_fold_baselines
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATASET = "mnist-lt"
@@ -70,13 +71,12 @@ def ensure_demo_checkpoints(folder: Path, force: bool = False, progress: bool = 
         if needs_teacher and folds is None and base.teacher_mode == "oof":
             print(f"training {base.teacher_folds} out-of-fold baselines (ClonalNet's and KD's teachers) ...", file=sys.stderr,
                   flush=True)
-            from asl_core.training.teachers import train_fold_baselines
-
             folds = train_fold_baselines(dataclasses.replace(base, method="baseline"), splits, base.teacher_folds,
                                          base.seed, get_settings().cache_dir / "training", progress=progress)
         print(f"training the demo {name} model on {DEMO_DATASET} ...", file=sys.stderr, flush=True)
-        result = train(dataclasses.replace(base, method=method), spec, splits=splits, progress=progress, name=name,
-                       teacher=baseline if needs_teacher else None, folds=folds if needs_teacher else None)
+        config = dataclasses.replace(base, method=method)
+        source = prepare_teacher(config, baseline, splits, folds) if needs_teacher else None
+        result = train(config, spec, splits=splits, progress=progress, name=name, teacher=source)
         save_checkpoint(result.model, result.meta, path)
         for warning in result.meta.warnings:
             print(f"WARNING ({name}): {warning}", file=sys.stderr)

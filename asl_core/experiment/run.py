@@ -52,7 +52,8 @@ from asl_core.training import TrainConfig, TrainResult, train
 from asl_core.training.cli import add_dataset_args, spec_from_args
 from asl_core.training.config import TEACHER_MODES
 from asl_core.settings import get_settings
-from asl_core.training.teachers import FoldTeachers, train_fold_baselines
+from asl_core.training.teachers import FoldTeachers
+from asl_core.training.teaching import prepare_teacher, train_fold_baselines
 
 TAIL_CLASSES = 3
 DEFAULT_SEARCH_SEEDS = (100, 101, 102)
@@ -198,7 +199,8 @@ def run_seed(configs: dict[str, TrainConfig], seed: int, spec: DatasetSpec, spli
             src = teacher_rows[row]
             if "folds" not in extra[src]:
                 extra[src]["folds"] = fold_teachers(dataclasses.replace(configs[src], seed=seed), splits, seed)
-            kwargs = {"teacher": extra[src]["teacher"], "folds": extra[src]["folds"]}
+            kwargs = {"teacher": prepare_teacher(dataclasses.replace(config, seed=seed), extra[src]["teacher"], splits,
+                                                 extra[src]["folds"])}
         result = train_fn(dataclasses.replace(config, seed=seed), spec, splits=splits, progress=False, **kwargs)
         if row in sources:
             extra[row] = {"teacher": LoadedCheckpoint(model=result.model, meta=result.meta)}

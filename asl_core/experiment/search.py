@@ -24,7 +24,7 @@ from asl_core.experiment.memo import memo_key
 from asl_core.experiment.parallel import SERIAL, Workers, worker_splits
 from asl_core.settings import get_settings
 from asl_core.training import TrainConfig, TrainResult, train
-from asl_core.training.teachers import train_fold_baselines
+from asl_core.training.teaching import prepare_teacher, train_fold_baselines
 
 # Each tuned row gets the same number of base configurations (BASE_CONFIGS, METHODS.md section 5:
 # "the same number of configurations scored on validation"); edge extensions come on top and are
@@ -203,6 +203,13 @@ def teacher_key(extra: dict[str, Any]) -> list[str]:
     return out
 
 
+def student_kwargs(config: TrainConfig, extra: dict[str, Any], splits: Splits) -> dict[str, Any]:
+    """``train``'s teacher argument from a seed's teacher checkpoint and its stand-ins."""
+    if not extra.get("teacher") or not get_objective(config.method).needs_teacher:
+        return {}
+    return {"teacher": prepare_teacher(config, extra["teacher"], splits, extra.get("folds"))}
+
+
 def _val_job(job: tuple) -> float:
     """One grid point on one seed, in a worker: the validation score only (memoised on disk)."""
     config, spec, extra = job
@@ -210,7 +217,8 @@ def _val_job(job: tuple) -> float:
     cached = memo.load(key)
     if cached is not None:
         return float(cached)
-    score = val_score(train(config, spec, splits=worker_splits(spec), progress=False, **extra))
+    splits = worker_splits(spec)
+    score = val_score(train(config, spec, splits=splits, progress=False, **student_kwargs(config, extra, splits)))
     memo.store(key, score)
     return score
 
@@ -286,7 +294,7 @@ def search(
 
         def val_job(job):
             config, sp, extra = job
-            return val_score(train_fn(config, sp, splits=splits, progress=False, **extra))
+            return val_score(train_fn(config, sp, splits=splits, progress=False, **student_kwargs(config, extra, splits)))
 
         run_map = lambda fn, jobs: SERIAL.map(fn, jobs, on_done=on_run)  # noqa: E731
     else:

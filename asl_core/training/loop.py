@@ -32,7 +32,7 @@ from asl_core.objectives import Batch, LossOutput, get_objective, method_names
 from asl_core.runtime import pick_device, seed_everything
 from asl_core.settings import get_settings
 from asl_core.training.config import TrainConfig
-from asl_core.training.teachers import FixedTeacher, FoldTeachers, LiveTeacher, OutOfFoldTeacher, train_fold_baselines
+from asl_core.training.teachers import FixedTeacher, LiveTeacher, OutOfFoldTeacher, TeacherSource
 
 # A clonal run whose confusing set is {y} for more than this share of its samples is not ClonalNet
 SINGLETON_ALARM = 0.9
@@ -99,42 +99,20 @@ class EpochLog:
         return row
 
 
-def baseline_recipe(config: TrainConfig, teacher: LoadedCheckpoint) -> TrainConfig:
-    """The teacher's own training recipe, from its metadata (for its out-of-fold stand-ins): its
-    method and that method's hyperparameters too (a logit-adjusted teacher's stand-ins are
-    logit-adjusted)."""
-    hp = teacher.meta.hyperparams or {}
-    method = teacher.meta.method if teacher.meta.method in method_names() else "baseline"
-    same = {k: hp[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "sampler") if k in hp}
-    own = {k: hp[k] for k in get_objective(method).params if k in hp}
-    aug = hp.get("augmentation", "unrecorded")
-    if aug is None:
-        same["augment"] = False
-    elif isinstance(aug, dict):
-        same.update(augment=True, aug_rotation=aug.get("rotation", config.aug_rotation),
-                    aug_shift=aug.get("shift", config.aug_shift), aug_scale=aug.get("scale", config.aug_scale))
-    return dataclasses.replace(config, method="baseline", method_params={}, arch=teacher.meta.arch, **same).with_params(method, **own)
-
-
-def make_teacher(config: TrainConfig, teacher: LoadedCheckpoint, splits: Splits, device: torch.device,
-                 folds: FoldTeachers | None, progress: bool) -> tuple[Any, dict[str, str]]:
-    """The teacher source for ``config.teacher_mode`` and what the checkpoint records about it."""
-    teacher_hash = teacher.meta.content_hash or content_hash(teacher.model.state_dict(), teacher.meta)
-    parents = {"baseline": teacher_hash, "baseline_name": teacher.meta.name or (teacher.path.stem if teacher.path else ""),
-               "teacher_mode": config.teacher_mode}
+def teacher_source(teacher: TeacherSource | LoadedCheckpoint | None, config: TrainConfig, splits: Splits) -> TeacherSource:
+    """What the loop calls for a teacher's logits. A source (:mod:`asl_core.training.teachers`,
+    built by :func:`asl_core.training.teaching.prepare_teacher`) is used as given; a bare
+    checkpoint is read live or fixed. Out-of-fold stand-ins are trained above the loop."""
+    if isinstance(teacher, (LiveTeacher, FixedTeacher, OutOfFoldTeacher)):
+        check_teacher(LoadedCheckpoint(model=None, meta=teacher.meta), config.method, splits)
+        return teacher
+    check_teacher(teacher, config.method, splits)
     if config.teacher_mode == "live":
-        return LiveTeacher(teacher, device), parents
+        return LiveTeacher(teacher)
     if config.teacher_mode == "fixed":
-        return FixedTeacher(teacher, splits.train, device), parents
-    if folds is None:
-        recipe = baseline_recipe(config, teacher)
-        base_seed = int(teacher.meta.hyperparams.get("seed", config.seed))
-        folds = train_fold_baselines(recipe, splits, config.teacher_folds, base_seed, get_settings().cache_dir / "training",
-                                     progress=progress)
-    if len(folds.fold_of) != len(splits.train):
-        raise UserError(f"the out-of-fold teachers cover {len(folds.fold_of)} training samples; the data has {len(splits.train)}")
-    parents["fold_baselines"] = ",".join(folds.hashes)
-    return OutOfFoldTeacher(folds, device), parents
+        return FixedTeacher(teacher, splits.train)
+    raise UserError("teacher_mode 'oof' needs the out-of-fold stand-ins: pass "
+                    "asl_core.training.teaching.prepare_teacher(config, teacher, splits) as the teacher")
 
 
 def diagnose(history: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -196,17 +174,16 @@ def evaluate_split(model: nn.Module, split: Split, splits: Splits, device: torch
 def train(
     config: TrainConfig,
     spec: DatasetSpec,
-    teacher: LoadedCheckpoint | None = None,
+    teacher: TeacherSource | LoadedCheckpoint | None = None,
     splits: Splits | None = None,
     progress: bool = True,
     name: str = "",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    folds: FoldTeachers | None = None,
     dist_ctx: DistContext | None = None,
 ) -> TrainResult:
-    """Train one model. ``teacher`` is the frozen baseline of methods that need one; with
-    ``teacher_mode="oof"``, ``folds`` are its out-of-fold stand-ins (trained and cached here
-    when not given).
+    """Train one model. ``teacher`` is where the logits of the frozen teacher come from, for
+    methods that need one: a teacher source (``asl_core.training.teaching.prepare_teacher`` gives
+    the out-of-fold one), or a checkpoint read live / fixed (``config.teacher_mode``).
 
     Under torchrun (``dist_ctx``, default: the initialised process group) the model is wrapped in
     DistributedDataParallel: ``config.batch_size`` is the *global* batch, every rank draws the same
@@ -221,17 +198,17 @@ def train(
     objective = config.build_objective()
     objective.prepare(torch.bincount(splits.train.y, minlength=c))
     augment = config.augmentation(flips_allowed=spec.flips_allowed)
-    teacher_source, parents = None, {}
+    source, parents = None, {}
     if objective.needs_teacher:
-        check_teacher(teacher, config.method, splits)
-        teacher.model.eval().requires_grad_(False)
+        source = teacher_source(teacher, config, splits)
 
     seed_everything(config.seed)
     model = build_model(config.arch, c, in_channels=splits.input_shape[0], small_input=small).to(device)
     layer_weights = objective.layers()
     resolve_layers(model, layer_weights)  # unknown names fail before any training
-    if objective.needs_teacher:
-        teacher_source, parents = make_teacher(config, teacher, splits, device, folds, progress)
+    if source is not None:
+        source.to(device)
+        parents = dict(source.parents)
 
     net: nn.Module = model
     if ctx.active:
@@ -266,7 +243,7 @@ def train(
             yb = y_all[idx].to(device, non_blocking=True)
             with LayerTap(model, layer_weights) as tap:
                 logits = net(xb)
-            t_logits = teacher_source(x_raw, idx) if teacher_source is not None else None
+            t_logits = source(x_raw, idx) if source is not None else None
             batch = gather_batch(Batch(logits, yb, dict(tap.outputs), t_logits), sizes, ctx)
             out = objective(batch)
             loss = out.total
