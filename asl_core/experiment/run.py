@@ -40,9 +40,9 @@ from asl_core.data import DatasetSpec, Split, Splits, build_splits
 from asl_core.errors import UserError, cli_entry
 from asl_core.experiment import memo
 from asl_core.experiment.memo import memo_key
-from asl_core.experiment.tables import REFERENCE, RunResult, markdown, runs_csv, summarize, summary_csv
+from asl_core.experiment.tables import REFERENCE, RunResult, markdown, runs_csv, search_markdown, summarize, summary_csv
 from asl_core.experiment.parallel import SERIAL, Workers, worker_splits
-from asl_core.experiment.search import EXTENSION_ROUNDS, SearchRecord, count_runs, search
+from asl_core.experiment.search import EXTENSION_ROUNDS, SEARCH_GRIDS, SearchRecord, count_runs, search
 from asl_core.data.samplers import SAMPLERS
 from asl_core.engine.features import extract_features
 from asl_core.engine.metrics import classification_metrics, within_between_ratio
@@ -305,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asl-lens experiment", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default="baseline,asloss,clonal,kd", help=f"comma list from {', '.join(method_names())}; must include baseline")
-    p.add_argument("--seeds", type=int, default=5, help="train on seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=5, help="train on seeds 0..N-1 (0: the search alone)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write OUT.md from the search recorded in OUT_search.json (a search whose test "
+                        "seeds have not run, or have not run yet)")
     p.add_argument("--out", required=True, help="output stem: writes OUT.md, OUT.csv, OUT_runs.csv (and OUT_search.json)")
     p.add_argument("--arch", default=TrainConfig.arch, help=f"one of {', '.join(ARCHITECTURES)}")
     p.add_argument("--student-arch", help="architecture of the clonal/KD network (default: --arch), e.g. digits_cnn_small")
@@ -337,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     methods = parse_methods(args.methods)
-    if args.seeds < 1 or args.threads < 1:
-        raise UserError("--seeds and --threads must be >= 1")
+    if args.seeds < 0 or args.threads < 1:
+        raise UserError("--seeds must be >= 0 and --threads >= 1")
+    if args.seeds == 0 and not (args.search or args.report_only):
+        raise UserError("--seeds 0 runs the search alone: add --search")
     if args.student_arch and args.student_arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {args.student_arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     seeds = tuple(range(args.seeds))
@@ -354,6 +359,31 @@ def main(argv: list[str] | None = None) -> int:
     splits = build_splits(spec)
     paths = output_paths(Path(args.out))
     command = "asl-lens experiment " + shlex.join(argv)
+
+    def write_search_report(record: SearchRecord, partial_rows: bool) -> Path:
+        """OUT.md for a search without test seeds: the equal-budget validation scores, labelled."""
+        done = [m.method for m in record.methods]
+        missing_rows = [m for m in methods if m in SEARCH_GRIDS and m not in done]
+        missing = (f"**PARTIAL: no test seeds.** This file holds the validation search only; the paired test runs over "
+                   f"seeds 0-{len(seeds) - 1 if seeds else 14} have not run. ")
+        if missing_rows or partial_rows:
+            missing += f"The search itself is unfinished: no result yet for {', '.join(missing_rows) or 'the last row'}. "
+        missing += "Re-running the command resumes from the runs already made (`.cache/experiment/`)."
+        text = search_markdown(title=f"PARTIAL (validation search only): {spec.name}: {' vs '.join(methods)}",
+                               command=command, setup=setup_lines(spec, splits, (), args.threads, args.device)[:3],
+                               search=record, search_note="Run with `--search`.", missing=missing)
+        atomic_write_bytes(paths["md"], text.encode())
+        return paths["md"]
+
+    if args.report_only:
+        try:
+            data = json.loads(paths["search"].read_text())
+            record = SearchRecord.from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"cannot read the search record {paths['search']}: {exc}") from None
+        command = data.get("command", command)
+        print(f"wrote {write_search_report(record, bool(data.get('partial')))}")
+        return 0
 
     from tqdm.auto import tqdm
 
@@ -391,9 +421,18 @@ def main(argv: list[str] | None = None) -> int:
         record = None
         if args.search:
             bar.set_description("search (validation)")
-            record = search(tuple(m for m in methods if m not in FIXED_ROWS), base, spec, splits, search_seeds,
+            tuned_rows = [m for m in methods if m not in FIXED_ROWS]
+
+            def search_so_far(rec: SearchRecord) -> None:
+                """The search record as each row finishes (marked partial until the last one)."""
+                done_rows = [m.method for m in rec.methods]
+                data = {"command": command, "dataset": spec.to_dict(), **rec.to_dict()}
+                data["partial"] = len(done_rows) < len([m for m in tuned_rows if m in SEARCH_GRIDS])
+                atomic_write_bytes(paths["search"], (json.dumps(data, indent=2) + "\n").encode())
+
+            record = search(tuple(tuned_rows), base, spec, splits, search_seeds,
                             student_arch=args.student_arch, on_run=tick, workers=pool,
-                            extension_rounds=args.extension_rounds)
+                            extension_rounds=args.extension_rounds, on_method=search_so_far)
             note = f"Run here (`--search`) on seeds {', '.join(map(str, search_seeds))}; the values used above are the chosen ones."
             configs = method_configs(methods, base, args.student_arch, record.chosen())
             bar.total = done[0] + len(methods) * len(seeds)  # a grid extended at its edge adds runs
@@ -401,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             configs = method_configs(methods, base, args.student_arch)
             record, note = recorded_search(paths["search"], configs)
+        if not seeds:
+            assert record is not None
+            print(f"wrote {write_search_report(record, False)}")
+            atomic_write_bytes(paths["search"], (json.dumps({"command": command, "dataset": spec.to_dict(),
+                                                              **record.to_dict()}, indent=2) + "\n").encode())
+            print(f"wrote {paths['search']}")
+            return 0
         bar.set_description("seeds (test)")
 
         def partial(runs_so_far: list[RunResult]) -> None:

@@ -269,6 +269,7 @@ def search(
     workers: Workers = SERIAL,
     extension_rounds: int = EXTENSION_ROUNDS,
     designs: dict[str, str] | None = None,
+    on_method: Callable[[SearchRecord], None] | None = None,
 ) -> SearchRecord:
     """Grid-search every method in ``methods`` that has a grid (the baseline has none; ablations
     take their parent's choice), on the validation split of ``seeds``. A winner at the edge of a
@@ -358,6 +359,9 @@ def search(
         out.append(MethodSearch(method=method, grid=grids[method], scores=tuple(scores), chosen=chosen_by[method],
                                 extended=extended, design=design, base_configs=len(base_points), capped=capped,
                                 inherited=inherited))
+        if on_method is not None:  # the record so far (an experiment writes it as it goes)
+            on_method(SearchRecord(seeds=tuple(seeds), rule=SELECTION_RULE, methods=tuple(out),
+                                   baseline_val_macro_f1=tuple(reference), extension_rounds=extension_rounds if extend else 0))
     return SearchRecord(seeds=tuple(seeds), rule=SELECTION_RULE, methods=tuple(out), baseline_val_macro_f1=tuple(reference),
                         extension_rounds=extension_rounds if extend else 0)
 

@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from asl_core.experiment.search import SearchRecord
+from asl_core.experiment.search import SearchRecord, select
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "accuracy"),
@@ -250,6 +250,72 @@ def verdicts(summaries: Sequence[MethodSummary]) -> list[str]:
     return out
 
 
+def budget_lines(search: SearchRecord | None) -> list[str]:
+    """The tuning budget of every tuned row: base configurations, extensions, what a cap stopped."""
+    lines: list[str] = []
+    if search is not None and search.methods:
+        lines += ["", "## Tuning budget per row", "",
+                  f"Base configurations scored on validation (search seeds {', '.join(map(str, search.seeds))}), the same "
+                  "for every tuned row; a winner at the edge of a numeric axis then extends that axis (x3 or /3) at most "
+                  "the stated number of rounds. *Still at an edge* names an axis whose winner sat at an edge when the cap "
+                  "stopped the extensions. Rows not listed are not tuned: the baseline (the pairing reference) and the "
+                  "ablations (their parent's choice, one term removed).", ""]
+        rows = []
+        for m in search.methods:
+            rows.append([m.method, f"{m.base_configs or len(m.scores)} ({m.design})",
+                         "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in m.extended.items()) or "none",
+                         len(m.scores),
+                         "; ".join(f"{k} = {v} (cap: {search.extension_rounds} extension round{"s" if search.extension_rounds != 1 else ""})" for k, v in m.capped.items()) or "no",
+                         ", ".join(f"{k} = {v}" for k, v in m.inherited.items()) or ""])
+        lines += _table(["row", "base configs", "extended (values added)", "configs scored", "still at an edge",
+                         "inherited"], rows)
+    return lines
+
+
+def search_lines(search: SearchRecord | None, search_note: str) -> list[str]:
+    """Every configuration the search scored, per row, best first."""
+    lines: list[str] = []
+    lines += ["", "## Hyperparameter search (validation split only)", "", search_note, ""]
+    if search is not None:
+        lines += [f"Search seeds: {', '.join(map(str, search.seeds))}. Rule: {search.rule}.", ""]
+        if search.baseline_val_macro_f1:
+            ref = search.baseline_val_macro_f1
+            lines += [f"Baseline (no grid) on the same seeds: val macro-F1 {' / '.join(f'{v:.4f}' for v in ref)}, "
+                      f"mean {sum(ref) / len(ref):.4f}.", ""]
+        for m in search.methods:
+            keys = list(m.grid)
+            lines += [f"### {m.method}", "", "chosen: " + ", ".join(f"{k}={v}" for k, v in m.chosen.items()), ""]
+            ranked = sorted(enumerate(m.scores), key=lambda t: (-t[1].mean, t[0]))
+            lines += _table(keys + ["val macro-F1 per seed", "mean", ""],
+                            [[s.params[k] for k in keys] + [" / ".join(f"{v:.4f}" for v in s.val_macro_f1), f"{s.mean:.4f}",
+                              "chosen" if {**m.inherited, **s.params} == m.chosen else ""] for _, s in ranked])
+            lines += [""]
+    return lines
+
+
+def search_markdown(*, title: str, command: str, setup: Sequence[str], search: SearchRecord, search_note: str,
+                    missing: str) -> str:
+    """The report of a search whose test seeds have not run (yet): what each tuned row scored on
+    validation at the same budget, and what is missing."""
+    lines = [f"# {title}", "", "Produced by (from the repository root):", "", "```", command, "```", ""]
+    lines += list(setup) + ["", missing, "", "## Validation macro-F1 at an equal tuning budget", ""]
+    ref = search.baseline_val_macro_f1
+    ref_mean = sum(ref) / len(ref) if ref else float("nan")
+    lines += [f"Search seeds {', '.join(map(str, search.seeds))}; the untuned baseline scores {ref_mean:.4f}. Each row's best "
+              "configuration (the one the table would use), with the difference to the baseline on the same seeds. One "
+              "seed's validation split (500 images) is not a test result: it says which settings each row would take into "
+              "the paired test runs, and how far apart the rows sit before those runs.", ""]
+    rows = []
+    for m in sorted(search.methods, key=lambda m: -select(m.scores).mean):
+        best = select(m.scores)
+        rows.append([m.method, len(m.scores), ", ".join(f"{k}={v}" for k, v in m.chosen.items()), f"{best.mean:.4f}",
+                     f"{best.mean - ref_mean:+.4f}"])
+    lines += _table(["row", "configs scored", "chosen", "val macro-F1", "− baseline"], rows)
+    lines += budget_lines(search)
+    lines += search_lines(search, search_note)
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def markdown(
     *,
     title: str,
@@ -296,22 +362,7 @@ def markdown(
             d = paired_diff(runs, s.method, "macro_f1", ref)
             rows.append([s.method, f"{d.mean_diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}] ({d.wins}/{d.n})", f"{d.detectable:.4f}"])
         lines += _table(["row", f"macro-F1 − {ref}", "detectable"], rows)
-    if search is not None and search.methods:
-        lines += ["", "## Tuning budget per row", "",
-                  f"Base configurations scored on validation (search seeds {', '.join(map(str, search.seeds))}), the same "
-                  "for every tuned row; a winner at the edge of a numeric axis then extends that axis (x3 or /3) at most "
-                  "the stated number of rounds. *Still at an edge* names an axis whose winner sat at an edge when the cap "
-                  "stopped the extensions. Rows not listed are not tuned: the baseline (the pairing reference) and the "
-                  "ablations (their parent's choice, one term removed).", ""]
-        rows = []
-        for m in search.methods:
-            rows.append([m.method, f"{m.base_configs or len(m.scores)} ({m.design})",
-                         "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in m.extended.items()) or "none",
-                         len(m.scores),
-                         "; ".join(f"{k} = {v} (cap: {search.extension_rounds} rounds)" for k, v in m.capped.items()) or "no",
-                         ", ".join(f"{k} = {v}" for k, v in m.inherited.items()) or ""])
-        lines += _table(["row", "base configs", "extended (values added)", "configs scored", "still at an edge",
-                         "inherited"], rows)
+    lines += budget_lines(search)
     termed = [s for s in summaries if s.terms]
     if termed:
         lines += ["", "Loss terms over the last training epoch, mean over seeds (raw values, before their weights; "
@@ -335,19 +386,5 @@ def markdown(
                          + "; ".join(f"{k} += {v}" for k, v in m.extended.items()) + "." for m in extended]
     lines += ["", "## Hyperparameters used", ""]
     lines += [f"- {method}: " + ", ".join(f"{k}={v}" for k, v in params.items()) for method, params in used.items()]
-    lines += ["", "## Hyperparameter search (validation split only)", "", search_note, ""]
-    if search is not None:
-        lines += [f"Search seeds: {', '.join(map(str, search.seeds))}. Rule: {search.rule}.", ""]
-        if search.baseline_val_macro_f1:
-            ref = search.baseline_val_macro_f1
-            lines += [f"Baseline (no grid) on the same seeds: val macro-F1 {' / '.join(f'{v:.4f}' for v in ref)}, "
-                      f"mean {sum(ref) / len(ref):.4f}.", ""]
-        for m in search.methods:
-            keys = list(m.grid)
-            lines += [f"### {m.method}", "", "chosen: " + ", ".join(f"{k}={v}" for k, v in m.chosen.items()), ""]
-            ranked = sorted(enumerate(m.scores), key=lambda t: (-t[1].mean, t[0]))
-            lines += _table(keys + ["val macro-F1 per seed", "mean", ""],
-                            [[s.params[k] for k in keys] + [" / ".join(f"{v:.4f}" for v in s.val_macro_f1), f"{s.mean:.4f}",
-                              "chosen" if s.params == m.chosen else ""] for _, s in ranked])
-            lines += [""]
+    lines += search_lines(search, search_note)
     return "\n".join(lines).rstrip() + "\n"
