@@ -265,7 +265,7 @@ def budget_lines(search: SearchRecord | None) -> list[str]:
             rows.append([m.method, f"{m.base_configs or len(m.scores)} ({m.design})",
                          "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in m.extended.items()) or "none",
                          len(m.scores),
-                         "; ".join(f"{k} = {v} (cap: {search.extension_rounds} extension round{"s" if search.extension_rounds != 1 else ""})" for k, v in m.capped.items()) or "no",
+                         "; ".join(f"{k} = {v} (cap: {search.extension_rounds} extension round{'s' if search.extension_rounds != 1 else ''})" for k, v in m.capped.items()) or "no",
                          ", ".join(f"{k} = {v}" for k, v in m.inherited.items()) or ""])
         lines += _table(["row", "base configs", "extended (values added)", "configs scored", "still at an edge",
                          "inherited"], rows)
