@@ -3,6 +3,7 @@ hand, and how the experiment ties them together (teachers, inherited tau, ablati
 
 from __future__ import annotations
 
+import json
 import dataclasses
 import math
 
@@ -204,3 +205,22 @@ def test_search_hands_the_tuned_tau_on_and_teaches_clonal_plus_la_with_the_la_mo
     (cl,) = [m for m in record.methods if m.method == "clonal+la"]
     assert cl.inherited == {"la_tau": 2.0} and cl.base_configs == 2
     assert set(teachers) == {("clonal+la", "logit-adjusted")}
+
+
+def test_a_run_survives_the_resume_cache_and_a_search_renders_without_test_seeds(tmp_path):
+    from asl_core.experiment.search import ConfigScore, MethodSearch, SearchRecord
+    from asl_core.experiment.tables import RunResult, search_markdown
+
+    run = RunResult("asloss", 3, 0.5, 0.4, 0.1, float("nan"), (0.2, 0.8), 0.45, 7, correct=(True, False, True),
+                    terms={"ce": 1.0, "embedding.scope": 0.2})
+    back = RunResult.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert back.correct == run.correct and back.terms == run.terms and math.isnan(back.silhouette)
+    assert back.to_dict() == run.to_dict()
+    record = SearchRecord(seeds=(100,), rule="r", baseline_val_macro_f1=(0.6,), extension_rounds=1, methods=(
+        MethodSearch("logit-adjusted", {"la_tau": [1.0, 2.0]}, (ConfigScore({"la_tau": 1.0}, (0.8,)),
+                                                               ConfigScore({"la_tau": 2.0}, (0.9,)),
+                                                               ConfigScore({"la_tau": 6.0}, (0.95,))),
+                     {"la_tau": 6.0}, extended={"la_tau": [6.0]}, base_configs=2, capped={"la_tau": 6.0}),))
+    text = search_markdown(title="t", command="c", setup=[], search=record, search_note="n", missing="PARTIAL")
+    assert "PARTIAL" in text and "| logit-adjusted | 3 | la_tau=6.0 | 0.9500 | +0.3500 |" in text
+    assert "la_tau = 6.0 (cap: 1 extension round)" in text and "chosen" in text
