@@ -9,7 +9,6 @@ split is evaluated once, on that epoch's weights. Same seed, same result on the 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint, content_hash
+from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint
 from asl_core.data import DatasetSpec, Split, Splits, build_splits, normalize
 from asl_core.data.samplers import epoch_batches, same_class_pairs
 from asl_core.distributed import SINGLE, DistContext, current, gather_rows, local_device, shard_sizes, shard_slice
@@ -28,9 +27,8 @@ from asl_core.engine.features import evaluate, run_model
 from asl_core.engine.metrics import classification_metrics
 from asl_core.errors import UserError
 from asl_core.models import LayerTap, build_model, resolve_layers
-from asl_core.objectives import Batch, LossOutput, get_objective, method_names
+from asl_core.objectives import Batch, LossOutput
 from asl_core.runtime import pick_device, seed_everything
-from asl_core.settings import get_settings
 from asl_core.training.config import TrainConfig
 from asl_core.training.teachers import FixedTeacher, LiveTeacher, OutOfFoldTeacher, TeacherSource
 
