@@ -207,6 +207,8 @@ def student_kwargs(config: TrainConfig, extra: dict[str, Any], splits: Splits) -
     """``train``'s teacher argument from a seed's teacher checkpoint and its stand-ins."""
     if not extra.get("teacher") or not get_objective(config.method).needs_teacher:
         return {}
+    if splits is None:  # a test's stand-in training function gets the checkpoint itself
+        return {"teacher": extra["teacher"]}
     return {"teacher": prepare_teacher(config, extra["teacher"], splits, extra.get("folds"))}
 
 
