@@ -215,9 +215,13 @@ class FocusingPickingLoss(nn.Module):
         return mask.scatter(1, labels.view(-1, 1), True)
 
     def terms(
-        self, logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor
+        self, logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+        logit_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(L_cls, R_pick, R_neg)``, each a mean over the batch."""
+        """``(L_cls, R_pick, R_neg)``, each a mean over the batch. ``logit_offset`` ``[C]`` (no
+        gradient) is added to the logits inside ``L_cls`` only: ``tau * log(prior)`` makes it
+        Menon et al.'s logit-adjusted cross-entropy (``clonal+la``); ``p``, ``R_pick`` and
+        ``R_neg`` read the unadjusted logits, which are also what predicts."""
         if logits.shape != teacher_logits.shape or logits.dim() != 2:
             raise ValueError(f"logits {tuple(logits.shape)} and teacher logits {tuple(teacher_logits.shape)} must both be [B, C]")
         c = logits.shape[1]
@@ -225,7 +229,10 @@ class FocusingPickingLoss(nn.Module):
         p = F.softmax(logits, dim=1)
         q = F.softmax(t, dim=1)
         target = F.one_hot(labels, c).to(logits.dtype) * (1.0 - self.eps) + self.eps / c
-        l_cls = F.cross_entropy(logits + (p - q), target)
+        shifted = logits + (p - q)
+        if logit_offset is not None:
+            shifted = shifted + logit_offset.detach()
+        l_cls = F.cross_entropy(shifted, target)
         mask = self.confusing_mask(t, labels)
         m = mask.to(logits.dtype) / mask.sum(dim=1, keepdim=True)
         log_p = F.log_softmax(logits, dim=1)

@@ -15,10 +15,11 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
-from asl_core.experiment.search import SearchRecord
+from asl_core.experiment.search import SearchRecord, select
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "accuracy"),
@@ -49,9 +50,23 @@ class RunResult:
     confusing_set_mean: float = float("nan")  # ClonalNet rows: mean |S| over training
     singleton_fraction: float = float("nan")  # ... and the share of samples with |S| = 1
     correct: tuple[bool, ...] = ()  # per test sample, for McNemar (not written to the CSVs)
+    terms: dict[str, float] = field(default_factory=dict)  # the loss terms over the last training epoch
 
     def metric(self, name: str) -> float:
         return float(getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the resume cache): ``correct`` as a string of 0/1."""
+        d = dataclasses.asdict(self)
+        d["correct"] = "".join("1" if v else "0" for v in self.correct)
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        d = {k: (float("nan") if v is None else v) for k, v in d.items()}
+        d["correct"] = tuple(c == "1" for c in d.get("correct", ""))
+        d["per_class_recall"] = tuple(d["per_class_recall"])
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,7 @@ class MethodSummary:
     mcnemar: PooledMcNemar | None = None
     confusing_set_mean: float = float("nan")
     singleton_fraction: float = float("nan")
+    terms: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def mean_std(values: Sequence[float]) -> MetricSummary:
@@ -152,8 +168,10 @@ def summarize(runs: Sequence[RunResult], methods: Sequence[str], reference: str 
         metrics = {m: mean_std([r.metric(m) for r in mine]) for m, _ in METRICS}
         paired = None if method == reference else {m: paired_diff(runs, method, m, reference) for m, _ in METRICS}
         mc = None if method == reference else pooled_mcnemar(runs, method, reference)
+        keys = list(dict.fromkeys(k for r in mine for k in r.terms))
+        terms = {k: _nanmean([r.terms[k] for r in mine if k in r.terms]) for k in keys}
         out.append(MethodSummary(method, len(mine), metrics, paired, mc, _nanmean([r.confusing_set_mean for r in mine]),
-                                 _nanmean([r.singleton_fraction for r in mine])))
+                                 _nanmean([r.singleton_fraction for r in mine]), terms))
     return out
 
 
@@ -232,6 +250,72 @@ def verdicts(summaries: Sequence[MethodSummary]) -> list[str]:
     return out
 
 
+def budget_lines(search: SearchRecord | None) -> list[str]:
+    """The tuning budget of every tuned row: base configurations, extensions, what a cap stopped."""
+    lines: list[str] = []
+    if search is not None and search.methods:
+        lines += ["", "## Tuning budget per row", "",
+                  f"Base configurations scored on validation (search seeds {', '.join(map(str, search.seeds))}), the same "
+                  "for every tuned row; a winner at the edge of a numeric axis then extends that axis (x3 or /3) at most "
+                  "the stated number of rounds. *Still at an edge* names an axis whose winner sat at an edge when the cap "
+                  "stopped the extensions. Rows not listed are not tuned: the baseline (the pairing reference) and the "
+                  "ablations (their parent's choice, one term removed).", ""]
+        rows = []
+        for m in search.methods:
+            rows.append([m.method, f"{m.base_configs or len(m.scores)} ({m.design})",
+                         "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in m.extended.items()) or "none",
+                         len(m.scores),
+                         "; ".join(f"{k} = {v} (cap: {search.extension_rounds} extension round{'s' if search.extension_rounds != 1 else ''})" for k, v in m.capped.items()) or "no",
+                         ", ".join(f"{k} = {v}" for k, v in m.inherited.items()) or ""])
+        lines += _table(["row", "base configs", "extended (values added)", "configs scored", "still at an edge",
+                         "inherited"], rows)
+    return lines
+
+
+def search_lines(search: SearchRecord | None, search_note: str) -> list[str]:
+    """Every configuration the search scored, per row, best first."""
+    lines: list[str] = []
+    lines += ["", "## Hyperparameter search (validation split only)", "", search_note, ""]
+    if search is not None:
+        lines += [f"Search seeds: {', '.join(map(str, search.seeds))}. Rule: {search.rule}.", ""]
+        if search.baseline_val_macro_f1:
+            ref = search.baseline_val_macro_f1
+            lines += [f"Baseline (no grid) on the same seeds: val macro-F1 {' / '.join(f'{v:.4f}' for v in ref)}, "
+                      f"mean {sum(ref) / len(ref):.4f}.", ""]
+        for m in search.methods:
+            keys = list(m.grid)
+            lines += [f"### {m.method}", "", "chosen: " + ", ".join(f"{k}={v}" for k, v in m.chosen.items()), ""]
+            ranked = sorted(enumerate(m.scores), key=lambda t: (-t[1].mean, t[0]))
+            lines += _table(keys + ["val macro-F1 per seed", "mean", ""],
+                            [[s.params[k] for k in keys] + [" / ".join(f"{v:.4f}" for v in s.val_macro_f1), f"{s.mean:.4f}",
+                              "chosen" if {**m.inherited, **s.params} == m.chosen else ""] for _, s in ranked])
+            lines += [""]
+    return lines
+
+
+def search_markdown(*, title: str, command: str, setup: Sequence[str], search: SearchRecord, search_note: str,
+                    missing: str) -> str:
+    """The report of a search whose test seeds have not run (yet): what each tuned row scored on
+    validation at the same budget, and what is missing."""
+    lines = [f"# {title}", "", "Produced by (from the repository root):", "", "```", command, "```", ""]
+    lines += list(setup) + ["", missing, "", "## Validation macro-F1 at an equal tuning budget", ""]
+    ref = search.baseline_val_macro_f1
+    ref_mean = sum(ref) / len(ref) if ref else float("nan")
+    lines += [f"Search seeds {', '.join(map(str, search.seeds))}; the untuned baseline scores {ref_mean:.4f}. Each row's best "
+              "configuration (the one the table would use), with the difference to the baseline on the same seeds. One "
+              "seed's validation split (500 images) is not a test result: it says which settings each row would take into "
+              "the paired test runs, and how far apart the rows sit before those runs.", ""]
+    rows = []
+    for m in sorted(search.methods, key=lambda m: -select(m.scores).mean):
+        best = select(m.scores)
+        rows.append([m.method, len(m.scores), ", ".join(f"{k}={v}" for k, v in m.chosen.items()), f"{best.mean:.4f}",
+                     f"{best.mean - ref_mean:+.4f}"])
+    lines += _table(["row", "configs scored", "chosen", "val macro-F1", "− baseline"], rows)
+    lines += budget_lines(search)
+    lines += search_lines(search, search_note)
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def markdown(
     *,
     title: str,
@@ -242,6 +326,7 @@ def markdown(
     used: dict[str, dict[str, Any]],
     search: SearchRecord | None,
     search_note: str,
+    compare_to: Sequence[str] = (),
 ) -> str:
     n = max(s.n_seeds for s in summaries)
     lines = [f"# {title}", "", "Produced by (from the repository root):", "", "```", command, "```", ""]
@@ -265,6 +350,25 @@ def markdown(
               "intervals above do not.", ""]
     lines += _table(["row", "b", "c", "p"], [[s.method, s.mcnemar.b, s.mcnemar.c, f"{s.mcnemar.pvalue:.3g}"]
                                              for s in summaries if s.mcnemar is not None])
+    present = {s.method for s in summaries}
+    for ref in [r for r in compare_to if r in present]:
+        lines += ["", f"## Paired by seed against {ref}", "",
+                  f"Test macro-F1 of each row minus {ref} on the same seed: mean, bootstrap 95% interval, (seeds where the "
+                  f"row is higher / seeds), and the smallest difference the design detects with 80% power.", ""]
+        rows = []
+        for s in summaries:
+            if s.method == ref:
+                continue
+            d = paired_diff(runs, s.method, "macro_f1", ref)
+            rows.append([s.method, f"{d.mean_diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}] ({d.wins}/{d.n})", f"{d.detectable:.4f}"])
+        lines += _table(["row", f"macro-F1 − {ref}", "detectable"], rows)
+    lines += budget_lines(search)
+    termed = [s for s in summaries if s.terms]
+    if termed:
+        lines += ["", "Loss terms over the last training epoch, mean over seeds (raw values, before their weights; "
+                  "the weights are under *Hyperparameters used*). `ce_la` is the logit-adjusted cross-entropy, `r_neg` / "
+                  "`fp_neg` the negative entropy sum p log p, `<layer>.agg/sep/scope` ASLoss's terms.", ""]
+        lines += _table(["row", "terms"], [[s.method, ", ".join(f"{k} {v:.4g}" for k, v in s.terms.items())] for s in termed])
     mech = [s for s in summaries if not math.isnan(s.confusing_set_mean)]
     if mech:
         lines += ["", "ClonalNet's mechanism: the confusing set S over training (METHODS.md §2; |S| = 1 means the "
@@ -282,19 +386,5 @@ def markdown(
                          + "; ".join(f"{k} += {v}" for k, v in m.extended.items()) + "." for m in extended]
     lines += ["", "## Hyperparameters used", ""]
     lines += [f"- {method}: " + ", ".join(f"{k}={v}" for k, v in params.items()) for method, params in used.items()]
-    lines += ["", "## Hyperparameter search (validation split only)", "", search_note, ""]
-    if search is not None:
-        lines += [f"Search seeds: {', '.join(map(str, search.seeds))}. Rule: {search.rule}.", ""]
-        if search.baseline_val_macro_f1:
-            ref = search.baseline_val_macro_f1
-            lines += [f"Baseline (no grid) on the same seeds: val macro-F1 {' / '.join(f'{v:.4f}' for v in ref)}, "
-                      f"mean {sum(ref) / len(ref):.4f}.", ""]
-        for m in search.methods:
-            keys = list(m.grid)
-            lines += [f"### {m.method}", "", "chosen: " + ", ".join(f"{k}={v}" for k, v in m.chosen.items()), ""]
-            ranked = sorted(enumerate(m.scores), key=lambda t: (-t[1].mean, t[0]))
-            lines += _table(keys + ["val macro-F1 per seed", "mean", ""],
-                            [[s.params[k] for k in keys] + [" / ".join(f"{v:.4f}" for v in s.val_macro_f1), f"{s.mean:.4f}",
-                              "chosen" if s.params == m.chosen else ""] for _, s in ranked])
-            lines += [""]
+    lines += search_lines(search, search_note)
     return "\n".join(lines).rstrip() + "\n"

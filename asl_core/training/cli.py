@@ -15,9 +15,10 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 from asl_core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from asl_core.data import PRESETS, DatasetSpec, get_spec
+from asl_core.data import PRESETS, DatasetSpec, build_splits, get_spec
 from asl_core.errors import UserError, cli_entry
 from asl_core.losses import DISTANCES
 from asl_core.models import ARCHITECTURES
@@ -27,6 +28,7 @@ from asl_core.data.samplers import SAMPLERS
 from asl_core import distributed
 from asl_core.training.config import TEACHER_MODES, TrainConfig
 from asl_core.training.loop import train
+from asl_core.training.teaching import prepare_teacher
 
 
 def parse_layers(text: str | None) -> dict[str, float]:
@@ -122,40 +124,65 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--aug-scale", type=float, default=TrainConfig.aug_scale, help="max zoom either way, fraction")
     g.add_argument("--sampler", choices=SAMPLERS, default=TrainConfig.sampler,
                    help="random batches, or class-balanced ones (same-class pairs for tail classes)")
-    g = p.add_argument_group("ASLoss (--method asloss)")
+    g = p.add_argument_group("ASLoss (--method asloss and its variants)")
     g.add_argument("--layers", help="NAME:WEIGHT,... (default: the embedding layer with --as-weight)")
-    g.add_argument("--as-weight", type=float, default=TrainConfig.as_weight)
-    g.add_argument("--distance", choices=tuple(DISTANCES), default=TrainConfig.distance)
-    g.add_argument("--radius", type=float, default=TrainConfig.radius)
-    g.add_argument("--lambda-agg", type=float, default=TrainConfig.lambda_agg)
-    g.add_argument("--lambda-sep", type=float, default=TrainConfig.lambda_sep)
-    g.add_argument("--lambda-scope", type=float, default=TrainConfig.lambda_scope)
-    g = p.add_argument_group("ClonalNet and KD (--method clonal / kd)")
-    g.add_argument("--baseline", "--teacher", dest="baseline", help="the frozen baseline (teacher) checkpoint")
+    g = p.add_argument_group("ClonalNet and KD (--method clonal / kd and their variants)")
+    g.add_argument("--baseline", "--teacher", dest="baseline",
+                   help="the frozen teacher checkpoint (the baseline; for clonal+la the logit-adjusted model)")
     g.add_argument("--teacher-mode", choices=TEACHER_MODES, default=TrainConfig.teacher_mode,
                    help="live: the baseline on every augmented batch; oof: out-of-fold baselines (trained and cached); "
                         "fixed: clean training images once (memorised: shows the failure)")
     g.add_argument("--teacher-folds", type=int, default=TrainConfig.teacher_folds, help="K for --teacher-mode oof")
-    g.add_argument("--fp-alpha", type=float, default=TrainConfig.fp_alpha)
-    g.add_argument("--fp-beta", type=float, default=TrainConfig.fp_beta)
-    g.add_argument("--fp-eps", type=float, default=TrainConfig.fp_eps)
-    g.add_argument("--fp-temperature", type=float, default=TrainConfig.fp_temperature)
-    g.add_argument("--kd-temperature", type=float, default=TrainConfig.kd_temperature)
-    g.add_argument("--kd-weight", type=float, default=TrainConfig.kd_weight)
+    add_method_args(p)
     return p
 
 
+def method_hyperparams() -> dict[str, dict[str, Any]]:
+    """Every method hyperparameter of the registry (``layers`` aside) -> {method: default}."""
+    out: dict[str, dict[str, Any]] = {}
+    for method in method_names():
+        for name, default in get_objective(method).params.items():
+            if name != "layers":
+                out.setdefault(name, {})[method] = default
+    return out
+
+
+def add_method_args(p: argparse.ArgumentParser) -> None:
+    """One flag per method hyperparameter, generated from the registry (``--fp-beta``, ``--la-tau``,
+    ...). Its default is None: the chosen method's own default (``Objective.params``) applies, and
+    the help says what it is, so no default is written twice."""
+    g = p.add_argument_group("method hyperparameters (defaults: each method's own, from asl_core.objectives)")
+    for name, defaults in method_hyperparams().items():
+        sample = next(iter(defaults.values()))
+        values = sorted({repr(v) for v in defaults.values()})
+        if len(values) == 1:
+            said = f"default {values[0]} ({', '.join(defaults)})"
+        else:
+            said = "defaults: " + ", ".join(f"{m} {v!r}" for m, v in defaults.items())
+        kwargs: dict[str, Any] = {"default": None, "help": said}
+        if name == "distance":
+            kwargs["choices"] = tuple(DISTANCES)
+        elif isinstance(sample, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(sample, (int, float)):
+            kwargs["type"] = float
+        g.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
+    """The config of ``args``: a method hyperparameter flag that was given reaches the method (by
+    TrainConfig's field of that name, or ``method_params``); one the method does not have is ignored."""
+    base = TrainConfig(
         method=args.method, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, seed=args.seed, layers=parse_layers(args.layers), as_weight=args.as_weight,
-        distance=args.distance, radius=args.radius, lambda_agg=args.lambda_agg, lambda_sep=args.lambda_sep,
-        lambda_scope=args.lambda_scope, fp_eps=args.fp_eps, fp_temperature=args.fp_temperature, fp_alpha=args.fp_alpha,
-        fp_beta=args.fp_beta, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
+        weight_decay=args.weight_decay, seed=args.seed, layers=parse_layers(args.layers),
         small_input={"auto": None, "yes": True, "no": False}[args.small_input], device=args.device,
         augment=args.augment, aug_rotation=args.aug_rotation, aug_shift=args.aug_shift, aug_scale=args.aug_scale,
         sampler=args.sampler, teacher_mode=args.teacher_mode, teacher_folds=args.teacher_folds,
     )
+    given = {k: getattr(args, k) for k in method_hyperparams() if getattr(args, k, None) is not None}
+    own = get_objective(args.method).params
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return base.with_params(args.method, **{k: v for k, v in given.items() if k in own or k in fields})
 
 
 def format_metrics(meta: CheckpointMeta) -> str:
@@ -188,8 +215,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None, ctx: distributed.Dist
             if conflict:
                 print(conflict, file=sys.stderr)
     out = Path(args.out)
-    result = train(config, spec, teacher=teacher, progress=not args.quiet, name=out.name.removesuffix(".safetensors"),
-                   dist_ctx=ctx)
+    splits = build_splits(spec)
+    source = prepare_teacher(config, teacher, splits, progress=not args.quiet) if teacher is not None else None
+    result = train(config, spec, teacher=source, splits=splits, progress=not args.quiet,
+                   name=out.name.removesuffix(".safetensors"), dist_ctx=ctx)
     if not ctx.is_main:  # every rank holds the same weights; rank 0 alone writes (atomically) and reports
         distributed.barrier(ctx)
         return 0

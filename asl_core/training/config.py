@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,30 +28,26 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 5e-4
     seed: int = 0
-    # Defaults of the method weights below (as_weight, distance, radius, lambda_scope; fp_alpha,
-    # fp_beta; kd_temperature, kd_weight) were chosen by the grid search in asl_core.experiment.search
-    # on the benchmark, mnist-lt with mnist_cnn: training seeds 100-101, highest mean VALIDATION
-    # macro-F1 (the test split is never read). The whole search, with the axes it extended because a
-    # winner sat at an edge, is in docs/results/mnist-lt.md and mnist-lt_search.json. radius,
-    # fp_beta and kd_temperature still sat at an edge after the two extension rounds allowed.
-    # Not searched: lambda_agg, lambda_sep, fp_eps, fp_temperature (METHODS.md values) and the
-    # optimiser settings shared by every method.
+    # The method's own hyperparameters. None (the default) means the objective's own default:
+    # Objective.params in asl_core/objectives.py is the single home of every method's training
+    # defaults (tests/core/test_defaults.py). A value set here applies to every method that has a
+    # hyperparameter of that name (e.g. fp_beta for clonal, clonal+la).
     # ASLoss: layer -> weight; empty means the architecture's embedding layer with `as_weight`
     layers: dict[str, float] = field(default_factory=dict)
-    as_weight: float = 0.1
-    distance: str = "smooth_l1"
-    radius: float = 1.111
-    lambda_agg: float = 1.0
-    lambda_sep: float = 1.0
-    lambda_scope: float = 0.01
-    # ClonalNet (METHODS.md's alpha = beta = 1 scored 6th of 7 on validation: docs/results/mnist-lt.md)
-    fp_eps: float = 0.1
-    fp_temperature: float = 2.0
-    fp_alpha: float = 0.3
-    fp_beta: float = 9.0
+    as_weight: float | None = None
+    distance: str | None = None
+    radius: float | None = None
+    lambda_agg: float | None = None
+    lambda_sep: float | None = None
+    lambda_scope: float | None = None
+    # ClonalNet
+    fp_eps: float | None = None
+    fp_temperature: float | None = None
+    fp_alpha: float | None = None
+    fp_beta: float | None = None
     # KD
-    kd_temperature: float = 0.2222
-    kd_weight: float = 0.5
+    kd_temperature: float | None = None
+    kd_weight: float | None = None
     # hyperparameters of methods without a field above (a newly registered objective's own)
     method_params: dict[str, Any] = field(default_factory=dict)
     # Per-batch augmentation, the same for every method (METHODS.md section 3): a rotation of up
@@ -73,7 +70,7 @@ class TrainConfig:
             raise UserError(f"unknown method {self.method!r}; choose one of {', '.join(method_names())}")
         if self.arch not in ARCHITECTURES:
             raise UserError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if self.distance not in DISTANCES:
+        if self.distance is not None and self.distance not in DISTANCES:
             raise UserError(f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -81,6 +78,8 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "as_weight", "radius", "lambda_agg", "lambda_sep", "lambda_scope",
                      "fp_alpha", "fp_beta", "kd_weight", "kd_temperature", "fp_temperature"):
             v = getattr(self, name)
+            if v is None and name not in ("lr", "weight_decay"):
+                continue
             if not math.isfinite(v) or v < 0:
                 raise UserError(f"{name} must be a finite number >= 0, got {v}")
         if self.sampler not in SAMPLERS:
@@ -103,16 +102,23 @@ class TrainConfig:
         return Augmentation(self.aug_rotation, self.aug_shift, self.aug_scale, flip=flips_allowed)
 
     def layer_weights(self) -> dict[str, float]:
-        return dict(self.layers) or {embedding_layer(self.arch): self.as_weight}
+        if self.layers:
+            return dict(self.layers)
+        weight = self.method_params.get("as_weight", self.as_weight)
+        if weight is None:
+            cls = get_objective(self.method)
+            weight = cls.params.get("as_weight", get_objective("asloss").params["as_weight"])
+        return {embedding_layer(self.arch): weight}
 
     def objective_params(self) -> dict[str, Any]:
-        """The method's hyperparameters: its own defaults, overridden by this config's fields of
-        the same name and by ``method_params``."""
+        """The method's hyperparameters: its own defaults (``Objective.params``), overridden by this
+        config's fields of the same name that are set (not None) and by ``method_params``."""
         cls = get_objective(self.method)
-        params = {k: getattr(self, k) for k in cls.params if hasattr(self, k)}
+        params = dict(cls.params)
+        params.update({k: getattr(self, k) for k in cls.params if getattr(self, k, None) is not None})
+        params.update(self.method_params)
         if "layers" in cls.params:
             params["layers"] = self.layer_weights()
-        params.update(self.method_params)
         return params
 
     def build_objective(self) -> Objective:
@@ -128,4 +134,20 @@ class TrainConfig:
         if get_objective(self.method).needs_teacher:
             out.update(teacher_mode=self.teacher_mode, **({"teacher_folds": self.teacher_folds} if self.teacher_mode == "oof" else {}))
         out.update({k: v for k, v in self.objective_params().items() if k != "layers"})
+        out.update(get_objective(self.method).fixed)
         return out
+
+    def with_params(self, method: str | None = None, **params: Any) -> TrainConfig:
+        """This config for ``method`` with ``params`` set: a field of TrainConfig (lr, fp_beta, ...)
+        by its field, any other hyperparameter of the method through ``method_params``."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        direct = {k: v for k, v in params.items() if k in fields}
+        rest = {k: v for k, v in params.items() if k not in fields}
+        method = method or self.method
+        keep = {k: v for k, v in self.method_params.items() if k in get_objective(method).params}
+        return dataclasses.replace(self, method=method, method_params={**keep, **rest}, **direct)
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """A method's training defaults: the registry's ``Objective.params`` (without ``layers``)."""
+    return {k: v for k, v in get_objective(method).params.items() if k != "layers"}

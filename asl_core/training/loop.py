@@ -9,7 +9,6 @@ split is evaluated once, on that epoch's weights. Same seed, same result on the 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint, content_hash
+from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint
 from asl_core.data import DatasetSpec, Split, Splits, build_splits, normalize, split_loader
 from asl_core.data.samplers import epoch_batches, same_class_pairs
 from asl_core.distributed import SINGLE, DistContext, current, gather_rows, local_device, shard_sizes, shard_slice
@@ -30,9 +29,8 @@ from asl_core.errors import UserError
 from asl_core.models import LayerTap, build_model, resolve_layers
 from asl_core.objectives import Batch, LossOutput
 from asl_core.runtime import pick_device, seed_everything
-from asl_core.settings import get_settings
 from asl_core.training.config import TrainConfig
-from asl_core.training.teachers import FixedTeacher, FoldTeachers, LiveTeacher, OutOfFoldTeacher, train_fold_baselines
+from asl_core.training.teachers import FixedTeacher, LiveTeacher, OutOfFoldTeacher, TeacherSource
 
 # A clonal run whose confusing set is {y} for more than this share of its samples is not ClonalNet
 SINGLETON_ALARM = 0.9
@@ -99,38 +97,20 @@ class EpochLog:
         return row
 
 
-def baseline_recipe(config: TrainConfig, teacher: LoadedCheckpoint) -> TrainConfig:
-    """The baseline's own training recipe, from its metadata (for its out-of-fold stand-ins)."""
-    hp = teacher.meta.hyperparams or {}
-    same = {k: hp[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "sampler") if k in hp}
-    aug = hp.get("augmentation", "unrecorded")
-    if aug is None:
-        same["augment"] = False
-    elif isinstance(aug, dict):
-        same.update(augment=True, aug_rotation=aug.get("rotation", config.aug_rotation),
-                    aug_shift=aug.get("shift", config.aug_shift), aug_scale=aug.get("scale", config.aug_scale))
-    return dataclasses.replace(config, method="baseline", method_params={}, arch=teacher.meta.arch, **same)
-
-
-def make_teacher(config: TrainConfig, teacher: LoadedCheckpoint, splits: Splits, device: torch.device,
-                 folds: FoldTeachers | None, progress: bool) -> tuple[Any, dict[str, str]]:
-    """The teacher source for ``config.teacher_mode`` and what the checkpoint records about it."""
-    teacher_hash = teacher.meta.content_hash or content_hash(teacher.model.state_dict(), teacher.meta)
-    parents = {"baseline": teacher_hash, "baseline_name": teacher.meta.name or (teacher.path.stem if teacher.path else ""),
-               "teacher_mode": config.teacher_mode}
+def teacher_source(teacher: TeacherSource | LoadedCheckpoint | None, config: TrainConfig, splits: Splits) -> TeacherSource:
+    """What the loop calls for a teacher's logits. A source (:mod:`asl_core.training.teachers`,
+    built by :func:`asl_core.training.teaching.prepare_teacher`) is used as given; a bare
+    checkpoint is read live or fixed. Out-of-fold stand-ins are trained above the loop."""
+    if isinstance(teacher, (LiveTeacher, FixedTeacher, OutOfFoldTeacher)):
+        check_teacher(LoadedCheckpoint(model=None, meta=teacher.meta), config.method, splits)
+        return teacher
+    check_teacher(teacher, config.method, splits)
     if config.teacher_mode == "live":
-        return LiveTeacher(teacher, device), parents
+        return LiveTeacher(teacher)
     if config.teacher_mode == "fixed":
-        return FixedTeacher(teacher, splits.train, device), parents
-    if folds is None:
-        recipe = baseline_recipe(config, teacher)
-        base_seed = int(teacher.meta.hyperparams.get("seed", config.seed))
-        folds = train_fold_baselines(recipe, splits, config.teacher_folds, base_seed, get_settings().cache_dir / "training",
-                                     progress=progress)
-    if len(folds.fold_of) != len(splits.train):
-        raise UserError(f"the out-of-fold teachers cover {len(folds.fold_of)} training samples; the data has {len(splits.train)}")
-    parents["fold_baselines"] = ",".join(folds.hashes)
-    return OutOfFoldTeacher(folds, device), parents
+        return FixedTeacher(teacher, splits.train)
+    raise UserError("teacher_mode 'oof' needs the out-of-fold stand-ins: pass "
+                    "asl_core.training.teaching.prepare_teacher(config, teacher, splits) as the teacher")
 
 
 def diagnose(history: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -208,17 +188,16 @@ class _RankBatches:
 def train(
     config: TrainConfig,
     spec: DatasetSpec,
-    teacher: LoadedCheckpoint | None = None,
+    teacher: TeacherSource | LoadedCheckpoint | None = None,
     splits: Splits | None = None,
     progress: bool = True,
     name: str = "",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    folds: FoldTeachers | None = None,
     dist_ctx: DistContext | None = None,
 ) -> TrainResult:
-    """Train one model. ``teacher`` is the frozen baseline of methods that need one; with
-    ``teacher_mode="oof"``, ``folds`` are its out-of-fold stand-ins (trained and cached here
-    when not given).
+    """Train one model. ``teacher`` is where the logits of the frozen teacher come from, for
+    methods that need one: a teacher source (``asl_core.training.teaching.prepare_teacher`` gives
+    the out-of-fold one), or a checkpoint read live / fixed (``config.teacher_mode``).
 
     Under torchrun (``dist_ctx``, default: the initialised process group) the model is wrapped in
     DistributedDataParallel: ``config.batch_size`` is the *global* batch, every rank draws the same
@@ -231,18 +210,19 @@ def train(
     c = splits.num_classes
     small = config.small_input if config.small_input is not None else splits.input_shape[-1] <= 64
     objective = config.build_objective()
+    objective.prepare(torch.bincount(splits.train.y, minlength=c))
     augment = config.augmentation(flips_allowed=spec.flips_allowed)
-    teacher_source, parents = None, {}
+    source, parents = None, {}
     if objective.needs_teacher:
-        check_teacher(teacher, config.method, splits)
-        teacher.model.eval().requires_grad_(False)
+        source = teacher_source(teacher, config, splits)
 
     seed_everything(config.seed)
     model = build_model(config.arch, c, in_channels=splits.input_shape[0], small_input=small).to(device)
     layer_weights = objective.layers()
     resolve_layers(model, layer_weights)  # unknown names fail before any training
-    if objective.needs_teacher:
-        teacher_source, parents = make_teacher(config, teacher, splits, device, folds, progress)
+    if source is not None:
+        source.to(device)
+        parents = dict(source.parents)
 
     net: nn.Module = model
     if ctx.active:
@@ -279,7 +259,7 @@ def train(
             yb = y_cpu.to(device, non_blocking=True)
             with LayerTap(model, layer_weights) as tap:
                 logits = net(xb)
-            t_logits = teacher_source(x_raw, idx) if teacher_source is not None else None
+            t_logits = source(x_raw, idx) if source is not None else None
             batch = gather_batch(Batch(logits, yb, dict(tap.outputs), t_logits), sizes, ctx)
             out = objective(batch)
             loss = out.total

@@ -9,36 +9,38 @@
 - ``fixed``: the old way, logits on the clean training images computed once. Kept only to show
   the failure it causes (tests, and the warning it triggers).
 
-Fold baselines are cached as checkpoints under the disk cache (``fold-baselines/``), keyed by
-the data, the recipe and the fold, and recorded by content hash in the student's metadata.
+This module holds the teacher *sources* the loop calls (``source(x_raw, idx) -> logits``); it
+never imports the loop. Training the out-of-fold stand-ins needs the loop, so that lives above
+it, in :mod:`asl_core.training.teaching` (``prepare_teacher``, ``train_fold_baselines``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from asl_core.checkpoint import LoadedCheckpoint, content_hash, load_checkpoint, save_checkpoint
-from asl_core.data import Split, Splits, normalize
+from asl_core.checkpoint import LoadedCheckpoint, content_hash
+from asl_core.data import Split, normalize
 from asl_core.engine.features import run_model
-from asl_core.errors import CheckpointError
-
-FOLD_CACHE_VERSION = "fold-baselines/1"
 
 
 class LiveTeacher:
     """The frozen baseline on the (augmented) batch itself."""
 
-    def __init__(self, teacher: LoadedCheckpoint, device: torch.device):
-        self.model = teacher.model.to(device).eval().requires_grad_(False)
+    def __init__(self, teacher: LoadedCheckpoint, device: torch.device | str = "cpu"):
+        self.meta = teacher.meta
+        self.model = teacher.model.eval().requires_grad_(False)
         self.mean, self.std = teacher.meta.mean, teacher.meta.std
+        self.parents = {"baseline": teacher_hash(teacher), "baseline_name": teacher.meta.name or (teacher.path.stem if teacher.path else ""),
+                        "teacher_mode": "live"}
+        self.to(device)
+
+    def to(self, device: torch.device | str) -> LiveTeacher:
+        self.model = self.model.to(device)
+        return self
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -48,10 +50,16 @@ class LiveTeacher:
 class FixedTeacher:
     """Logits on the clean training images, computed once (the memorised, uninformative way)."""
 
-    def __init__(self, teacher: LoadedCheckpoint, split: Split, device: torch.device):
-        self.device = device
+    def __init__(self, teacher: LoadedCheckpoint, split: Split, device: torch.device | str = "cpu"):
+        self.meta = teacher.meta
+        self.device = torch.device(device)
         self.logits = torch.from_numpy(
-            run_model(teacher.model, split, teacher.meta.mean, teacher.meta.std, (), device=device, batch_size=512).logits)
+            run_model(teacher.model, split, teacher.meta.mean, teacher.meta.std, (), device=self.device, batch_size=512).logits)
+        self.parents = {**LiveTeacher(teacher).parents, "teacher_mode": "fixed"}
+
+    def to(self, device: torch.device | str) -> FixedTeacher:
+        self.device = torch.device(device)
+        return self
 
     def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return self.logits[idx].to(self.device)
@@ -67,13 +75,24 @@ class FoldTeachers:
 
     @property
     def hashes(self) -> list[str]:
-        return [m.meta.content_hash or content_hash(m.model.state_dict(), m.meta) for m in self.models]
+        return [teacher_hash(m) for m in self.models]
 
 
 class OutOfFoldTeacher:
-    def __init__(self, folds: FoldTeachers, device: torch.device):
+    """Each sample's logits from the stand-in that never saw it. ``teacher`` (the full teacher the
+    stand-ins replace) is what the checkpoint names as its baseline."""
+
+    def __init__(self, folds: FoldTeachers, device: torch.device | str = "cpu", teacher: LoadedCheckpoint | None = None):
         self.teachers = [LiveTeacher(m, device) for m in folds.models]
         self.fold_of = folds.fold_of
+        self.meta = (teacher or folds.models[0]).meta
+        self.parents = {**(LiveTeacher(teacher).parents if teacher is not None else {}), "teacher_mode": "oof",
+                        "fold_baselines": ",".join(folds.hashes)}
+
+    def to(self, device: torch.device | str) -> OutOfFoldTeacher:
+        for t in self.teachers:
+            t.to(device)
+        return self
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -90,6 +109,13 @@ class OutOfFoldTeacher:
         return out
 
 
+TeacherSource = LiveTeacher | FixedTeacher | OutOfFoldTeacher
+
+
+def teacher_hash(teacher: LoadedCheckpoint) -> str:
+    return teacher.meta.content_hash or content_hash(teacher.model.state_dict(), teacher.meta)
+
+
 def stratified_folds(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     """Fold index [N] from scikit-learn's shuffled StratifiedKFold (a class with fewer than ``k``
     images lands in fewer folds)."""
@@ -102,45 +128,3 @@ def stratified_folds(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
         for fold, (_, held) in enumerate(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y)):
             fold_of[held] = fold
     return torch.from_numpy(fold_of)
-
-
-def _fold_key(splits: Splits, recipe: dict, k: int, fold: int, seed: int) -> str:
-    ident = {"v": FOLD_CACHE_VERSION, "data": splits.spec.to_dict(), "recipe": recipe, "k": k, "fold": fold, "seed": seed}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def train_fold_baselines(config, splits: Splits, k: int, seed: int, cache_dir: Path | None = None,
-                         progress: bool = False) -> FoldTeachers:
-    """K baselines with ``config``'s recipe (``config`` is a baseline ``TrainConfig``), each on the
-    training split minus one fold; cached under ``cache_dir/fold-baselines`` when given."""
-    from asl_core.training.loop import train  # the loop imports this module
-
-    if k < 2:
-        raise ValueError("out-of-fold teachers need at least 2 folds")
-    fold_of = stratified_folds(splits.train.y, k, seed)
-    recipe = {key: v for key, v in config.hyperparams().items() if key != "seed"} | {"arch": config.arch,
-                                                                                  "augment": config.augmentation().to_dict(),
-                                                                                  "sampler": config.sampler}
-    models = []
-    for fold in range(k):
-        path = None
-        if cache_dir is not None:
-            path = Path(cache_dir) / "fold-baselines" / f"{_fold_key(splits, recipe, k, fold, seed)}.safetensors"
-            if path.exists():
-                try:
-                    models.append(load_checkpoint(path))
-                    continue
-                except CheckpointError:
-                    pass  # damaged: train it again (the old file is replaced atomically)
-        keep = torch.nonzero(fold_of != fold).flatten()
-        train_split = splits.train.subset(keep)
-        fold_splits = dataclasses.replace(splits, train=train_split, stats=(splits.mean, splits.std))
-        fold_config = dataclasses.replace(config, method="baseline", method_params={}, seed=seed * 100 + fold + 1)
-        result = train(fold_config, splits.spec, splits=fold_splits, progress=progress, name=f"fold{fold}-of-{k}")
-        ckpt = LoadedCheckpoint(model=result.model, meta=result.meta)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(result.model, result.meta, path)
-            ckpt = load_checkpoint(path)
-        models.append(ckpt)
-    return FoldTeachers(models=models, fold_of=fold_of)

@@ -16,6 +16,7 @@ from asl_core.checkpoint import CheckpointMeta
 from asl_core.data import build_splits, get_spec
 from asl_core.errors import UserError
 from asl_core.experiment.tables import METRICS, RunResult, summarize
+from asl_core.objectives import get_objective
 from asl_core.experiment.search import ConfigScore, search, select
 from asl_core.training import TrainConfig, TrainResult, train
 
@@ -143,8 +144,9 @@ class GuardedMetrics(dict):
 def test_search_selects_on_validation_and_never_reads_test():
     # Validation prefers T=2, w=0.5; test (unreadable) would prefer T=8, w=2.
     def fake_train(config, spec, teacher=None, splits=None, progress=False, **_):
-        val = 1.0 - abs(config.kd_temperature - 2.0) / 10 - abs(config.kd_weight - 0.5) / 10 + config.seed * 1e-3
-        test = config.kd_temperature + config.kd_weight
+        hp = config.objective_params()
+        val = 1.0 - abs(hp.get("kd_temperature", 2.0) - 2.0) / 10 - abs(hp.get("kd_weight", 0.5) - 0.5) / 10 + config.seed * 1e-3
+        test = hp.get("kd_temperature", 0.0) + hp.get("kd_weight", 0.0)
         meta = dataclasses.replace(_META, method=config.method,
                                    metrics=GuardedMetrics(val={"macro_f1": val}, test={"macro_f1": test}))
         return TrainResult(model=None, meta=meta)
@@ -171,7 +173,7 @@ def test_real_search_scores_are_the_runs_validation_macro_f1():
 
     def guarded_train(config, spec, **kwargs):
         result = train(config, spec, **kwargs)
-        seen.append((config.method, config.fp_alpha, result.meta.metrics["val"]["macro_f1"]))
+        seen.append((config.method, config.objective_params().get("fp_alpha"), result.meta.metrics["val"]["macro_f1"]))
         return TrainResult(result.model, dataclasses.replace(result.meta, metrics=GuardedMetrics(result.meta.metrics)))
 
     grids = {"clonal": {"fp_alpha": [1.0, 0.0]}}
@@ -193,7 +195,7 @@ def test_recorded_search_note_flags_defaults_that_differ(tmp_path):
     record, note = experiment.recorded_search(path, configs)
     assert record is not None and record.chosen() == {"kd": {"kd_weight": 9.0}}
     assert "differ" in note and "kd.kd_weight" in note
-    rec["methods"]["kd"]["chosen"] = {"kd_weight": TrainConfig.kd_weight}
+    rec["methods"]["kd"]["chosen"] = {"kd_weight": get_objective("kd").params["kd_weight"]}
     path.write_text(json.dumps(rec))
     assert "differ" not in experiment.recorded_search(path, configs)[1]
 

@@ -15,7 +15,8 @@ from asl_core.data.augment import NO_AUGMENTATION, Augmentation
 from asl_core.data.samplers import epoch_batches, same_class_pairs
 from asl_core.training import TrainConfig, train
 from asl_core.training.loop import SINGLETON_ALARM
-from asl_core.training.teachers import OutOfFoldTeacher, stratified_folds, train_fold_baselines
+from asl_core.training.teachers import OutOfFoldTeacher, stratified_folds
+from asl_core.training.teaching import prepare_teacher, train_fold_baselines
 
 
 def test_augmentation_is_seeded_bounded_and_flips_only_when_allowed():
@@ -94,7 +95,7 @@ def test_out_of_fold_teachers_never_saw_their_fold_and_widen_the_confusing_set(m
     held_out_acc = float((logits.argmax(1) == splits.train.y).float().mean())
     assert held_out_acc < 1.0  # unlike the memorised baseline, it has not seen these images
     config = TrainConfig(method="clonal", epochs=2, augment=False, teacher_mode="oof", teacher_folds=2, device="cpu")
-    res = train(config, spec, teacher=base, splits=splits, progress=False, folds=folds)
+    res = train(config, spec, teacher=prepare_teacher(config, base, splits, folds), splits=splits, progress=False)
     assert res.meta.diagnostics["confusing_set_singleton_fraction"] < SINGLETON_ALARM and not res.meta.warnings
     assert res.meta.parents["fold_baselines"] == ",".join(folds.hashes) and res.meta.parents["teacher_mode"] == "oof"
 

@@ -34,8 +34,9 @@ def focal_method():
 
 
 def test_builtin_registry():
-    assert method_names() == ("baseline", "asloss", "clonal", "kd")
-    assert [get_objective(m).needs_teacher for m in method_names()] == [False, False, True, True]
+    assert method_names() == ("baseline", "asloss", "clonal", "kd", "ce-tuned", "conf-penalty", "logit-adjusted",
+                              "asloss+la", "clonal+la", "asloss-scope-only", "asloss-no-scope", "clonal-no-neg")
+    assert {m for m in method_names() if get_objective(m).needs_teacher} == {"clonal", "kd", "clonal+la", "clonal-no-neg"}
 
 
 def test_a_new_method_trains_saves_and_loads(focal_method, tiny_spec, tmp_path):
