@@ -471,13 +471,18 @@ def panel_layers(cmp, url, layer: str) -> None:
     with st.spinner("Extracting every layer and measuring linear CKA of each pair ..."):
         result = analysis.layer_similarity(cmp, b)
     layers_a, layers_b, cka, how = result["layers_a"], result["layers_b"], result["cka"], result["how"]
-    same = [float(cka[i, layers_b.index(name)]) for i, name in enumerate(layers_a) if name in layers_b]
-    diverge = next((name for name, v in zip([n for n in layers_a if n in layers_b], same) if v < 0.9), None)
+    paired = [(name, float(cka[i, layers_b.index(name)])) for i, name in enumerate(layers_a) if name in layers_b]
+    lowest = min(paired, key=lambda t: t[1]) if paired else None
+    first_low = next((name for name, v in paired if v < 0.9), None)
+    story = ""
+    if paired:
+        story = (f"Same-layer CKA goes from {paired[0][1]:.3f} at `{paired[0][0]}` to {paired[-1][1]:.3f} at `{paired[-1][0]}`; "
+                 f"**most different at `{lowest[0]}` ({lowest[1]:.3f})**"
+                 + (f", first below 0.9 at `{first_low}`." if first_low else "; never below 0.9: the method changed the "
+                    "representations little."))
     st.markdown(f"Linear CKA (Kornblith et al., 2019) between every layer of {ref.name} (rows) and of {b.name} (columns), on "
-                f"the full-dimensional features of the same {len(ref.features)} {cmp.split} samples: 1 = the same "
-                f"representation up to rotation and scale, 0 = unrelated. Estimator: {', '.join(how)}. "
-                + (f"**They first part (CKA < 0.9 on the diagonal) at `{diverge}`.**" if diverge else
-                   "**The diagonal stays at or above 0.9: the method changed little inside the network.**"))
+                f"the full-dimensional features of the same {len(ref.features)} {cmp.split} samples (conv maps average-pooled): "
+                f"1 = the same representation up to rotation and scale, 0 = unrelated. Estimator: {', '.join(how)}. " + story)
     fig = go.Figure(go.Heatmap(z=cka, x=layers_b, y=layers_a, zmin=0, zmax=1, colorscale="Viridis",
                                text=np.round(cka, 2), texttemplate="%{text}" if len(layers_a) <= 16 else None,
                                hovertemplate=f"{ref.name} %{{y}}<br>{b.name} %{{x}}<br>CKA %{{z:.3f}}<extra></extra>",
