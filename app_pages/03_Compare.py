@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import analysis, compare, library, page
+from ui import analysis, compare, library, page, widgets
 from ui import state as S
 from ui.errors import user_errors
 from ui.urlstate import UrlState
@@ -31,7 +31,7 @@ with user_errors():
     cmp = analysis.run(side.paths, side.split, side.layer, side.config,
                        metric_layers=list(dict.fromkeys([side.layer, *side.metric_layers])))
 split_data = library.split_of(cmp.reference.features, library.load_model(side.paths[0]).meta)
-method = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}.get(side.config.method, side.config.method)
+method = widgets.PROJECTION_NAMES.get(side.config.method, side.config.method)
 st.caption(f"{cmp.dataset.get('name', '')} · {side.split} split, {len(cmp.reference.features)} samples · "
            f"{cmp.num_classes} classes · layer `{side.layer}` · {method} aligned to {cmp.reference.name} ({side.config.align})")
 for note in cmp.notes:
