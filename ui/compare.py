@@ -169,12 +169,12 @@ def confusion_block(cmp, url) -> tuple[list[int], bool]:
     b.radio("Class order", ["index", "clustered"], key=S.CMP_ORDER, horizontal=True,
             help="clustered: hierarchical clustering of the reference's confusion, so confused classes sit together.")
     order, _ = class_order(cmp, st.session_state[S.CMP_NORMALIZED])
-    url.seed(S.CMP_ZOOM_SIZE, "block", min(c, FULL_MATRIX_MAX if c <= FULL_MATRIX_MAX else DEFAULT_BLOCK),
-             parse=views_int(2, c))
+    if c <= FULL_MATRIX_MAX:  # drawn whole: no zoom to offer
+        return order, bool(st.session_state[S.CMP_NORMALIZED])
+    url.seed(S.CMP_ZOOM_SIZE, "block", DEFAULT_BLOCK, parse=views_int(2, FULL_MATRIX_MAX))
     url.seed(S.CMP_ZOOM_START, "from", 0, parse=views_int(0, max(c - 2, 0)))
-    size = d.number_input("Classes shown", 2, c, key=S.CMP_ZOOM_SIZE,
-                          help=f"A block of the matrix; above {FULL_MATRIX_MAX} classes it is never drawn whole.")
-    size = min(int(size), FULL_MATRIX_MAX if c > FULL_MATRIX_MAX else c)
+    size = int(d.number_input("Classes shown", 2, FULL_MATRIX_MAX, key=S.CMP_ZOOM_SIZE,
+                              help=f"A block of the matrix; above {FULL_MATRIX_MAX} classes it is never drawn whole."))
     start = int(e.number_input("From position", 0, max(c - size, 0), key=S.CMP_ZOOM_START,
                                help="Position in the class order where the block starts."))
     start = min(start, max(c - size, 0))
@@ -369,16 +369,17 @@ def panel_pairs(cmp, url, layer: str) -> None:
     names = cmp.class_names
     top = pairs[:200]
     table = pd.DataFrame([{"true": names[p["true"]], "predicted as": names[p["pred"]], f"{ref.name} n": p["count_a"],
-                           f"{ref.name} rate": p["rate_a"], f"{b.name} n": p["count_b"], f"{b.name} rate": p["rate_b"],
-                           "change": p["change"]} for p in top])
+                           f"{b.name} n": p["count_b"], "change": p["change"], f"{ref.name} rate": p["rate_a"],
+                           f"{b.name} rate": p["rate_b"]} for p in top])
     chart = top[:15]
     fig = go.Figure([go.Bar(y=[f"{names[p['true']]} → {names[p['pred']]}" for p in chart], x=[p["count_a"] for p in chart],
                             name=ref.name, orientation="h", marker_color="#9e9e9e"),
                      go.Bar(y=[f"{names[p['true']]} → {names[p['pred']]}" for p in chart], x=[p["count_b"] for p in chart],
                             name=b.name, orientation="h", marker_color="#1f77b4")])
-    fig.update_layout(barmode="group", height=max(260, 24 * len(chart) + 90), yaxis={"autorange": "reversed"},
-                      margin={"l": 10, "r": 10, "t": 30, "b": 30}, template="plotly_white",
-                      title={"text": "samples of the true class predicted as the other (most confused first)", "font": {"size": 13}})
+    fig.update_layout(barmode="group", height=max(280, 26 * len(chart) + 110), yaxis={"autorange": "reversed"},
+                      margin={"l": 10, "r": 10, "t": 60, "b": 30}, template="plotly_white",
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+                      title={"text": "true → predicted: samples", "font": {"size": 13}})
     left, right = st.columns([2, 3])
     left.plotly_chart(fig, key="cmp_pairs_chart", config={"displaylogo": False})
     y, fa, fb = ref.features.labels, ref.features.preds, b.features.preds
@@ -391,8 +392,9 @@ def panel_pairs(cmp, url, layer: str) -> None:
                 f"of true class {names[p['true']]} predicted as {names[p['pred']]} by {ref.name} or {b.name}")
 
     with right:
-        st.caption(f"{len(pairs)} confused pairs" + (f"; the 200 largest listed" if len(pairs) > 200 else "")
-                   + ". rate = share of the true class's samples. Click a row: its samples light up in every view.")
+        st.caption(f"{len(pairs)} confused pairs, most confused first" + (f"; the 200 largest listed" if len(pairs) > 200 else "")
+                   + f". change = {b.name} − {ref.name}; rate = share of the true class's samples. Click a row: its samples "
+                   "light up in every view.")
         st.dataframe(table, hide_index=True, width="stretch", height=min(420, 35 * (len(table) + 1) + 3),
                      column_config=views.decimals(table), key=S.CMP_PAIRS, on_select=_highlight_rows(S.CMP_PAIRS, ids_of),
                      selection_mode="single-row")
@@ -431,12 +433,13 @@ def agreement_figure(m: np.ndarray, names: list[str], a: str, b: str) -> go.Figu
     n = len(names)
     off = m.astype(float).copy()
     np.fill_diagonal(off, np.nan)
+    off[off == 0] = np.nan  # no sample: white, not the palest orange
     diag = np.full(m.shape, np.nan)
     np.fill_diagonal(diag, m.diagonal())
     text = [[str(v) if v else "" for v in row] for row in m]
     fig = go.Figure([go.Heatmap(z=diag, x=names, y=names, colorscale=[[0, "#e0e0e0"], [1, "#bdbdbd"]], showscale=False,
                                 hoverinfo="skip"),
-                     go.Heatmap(z=off, x=names, y=names, colorscale="Oranges", zmin=0, showscale=False, text=text,
+                     go.Heatmap(z=off, x=names, y=names, colorscale=[[0, "#fdd0a2"], [1, "#f16913"]], zmin=0, showscale=False, text=text,
                                 texttemplate="%{text}" if n <= 25 else None, hoverinfo="skip")])
     fig.add_trace(go.Heatmap(z=diag, x=names, y=names, colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
                              showscale=False, text=text, texttemplate="%{text}" if n <= 25 else None, hoverinfo="skip"))
@@ -484,10 +487,10 @@ def panel_layers(cmp, url, layer: str) -> None:
                 f"the full-dimensional features of the same {len(ref.features)} {cmp.split} samples (conv maps average-pooled): "
                 f"1 = the same representation up to rotation and scale, 0 = unrelated. Estimator: {', '.join(how)}. " + story)
     fig = go.Figure(go.Heatmap(z=cka, x=layers_b, y=layers_a, zmin=0, zmax=1, colorscale="Viridis",
-                               text=np.round(cka, 2), texttemplate="%{text}" if len(layers_a) <= 16 else None,
+                               text=np.round(cka, 2), texttemplate="%{text}" if len(layers_a) <= 8 else None,
                                hovertemplate=f"{ref.name} %{{y}}<br>{b.name} %{{x}}<br>CKA %{{z:.3f}}<extra></extra>",
                                colorbar={"title": "CKA"}))
-    fig.update_layout(height=200 + 26 * len(layers_a), template="plotly_white", margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    fig.update_layout(height=260 + 30 * len(layers_a), template="plotly_white", margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       xaxis_title=f"{b.name} layer", yaxis_title=f"{ref.name} layer")
     fig.update_yaxes(autorange="reversed")
     left, right = st.columns([1, 1])
