@@ -4,7 +4,9 @@ diverge (linear CKA for every layer pair), how far each layer separates the clas
 which samples' neighbourhoods moved (Jaccard of their k nearest neighbours), and groups of samples
 that got worse (k-means clusters of the reference's features, ranked by the change in accuracy).
 
-Pure numpy/scikit-learn/scipy; no Streamlit.
+Pure numpy/scikit-learn/scipy; no Streamlit. Not pytorch-cka (PyPI): it hooks ``nn.Module``s and
+runs its own DataLoader passes, while here every layer's features are already extracted and cached
+on disk; the formula is a few lines, tested against its definition (tests/core/test_between.py).
 
     pairs = confused_pairs(y, pred_a, pred_b, num_classes)          # rows, most confused first
     order = cluster_order(confusion(y, pred_a, C))                  # confused classes side by side
