@@ -39,4 +39,5 @@ for note in cmp.notes:
 
 compare.headline(cmp)
 st.fragment(compare.first_screen)(cmp, url, split_data, side.layer)
+compare.download_buttons(cmp)
 url.publish()

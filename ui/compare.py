@@ -164,7 +164,7 @@ def confusion_block(cmp, url) -> tuple[list[int], bool]:
     c = cmp.num_classes
     a, b, d, e = st.columns([1.2, 1.4, 1, 1])
     url.seed(S.CMP_NORMALIZED, "normalized", False, parse=lambda t: t == "1")
-    a.toggle("Row-normalised", key=S.CMP_NORMALIZED)
+    a.toggle("Row-normalised", key=S.CMP_NORMALIZED, on_change=_needs_full_run)
     url.seed(S.CMP_ORDER, "order", "index" if c <= FULL_MATRIX_MAX else "clustered", options=["index", "clustered"])
     b.radio("Class order", ["index", "clustered"], key=S.CMP_ORDER, horizontal=True,
             help="clustered: hierarchical clustering of the reference's confusion, so confused classes sit together.")
@@ -225,7 +225,7 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
         st.subheader("Projections (aligned)")
         top = st.columns([3, 1])
         seed_color(url)
-        label = top[0].radio("Colour by", list(COLOR_BY), key=S.CMP_COLOR, horizontal=True)
+        label = top[0].radio("Colour by", list(COLOR_BY), key=S.CMP_COLOR, horizontal=True, on_change=_needs_full_run)
         color_by = COLOR_BY[label]
         if top[1].button("Clear highlight", key=S.CMP_CLEAR):
             views.clear_highlight(P)
@@ -262,9 +262,11 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
         elif not hl.ids:
             st.caption("Select samples in a view, click a confusion cell, or open a panel below and click a pair, an "
                        "agreement cell, a cluster or table rows. One sample shows its neighbours in each model.")
-    st.subheader("Downloads")
-    download_buttons(cmp)
     url.republish()
+
+
+def _needs_full_run() -> None:
+    st.session_state[S.CMP_FULL_RUN] = True
 
 
 def seed_color(url) -> None:
@@ -674,6 +676,7 @@ def download_buttons(cmp) -> None:
     normalized = bool(st.session_state.get(S.CMP_NORMALIZED))
     layer_table = cmp.layer_table()
     figures = partial(_download_figures, cmp, color_by, normalized, paint, layer_table)
+    st.subheader("Downloads")
     downloads.buttons(cmp, figures)
 
 
