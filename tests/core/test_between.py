@@ -109,3 +109,17 @@ def test_regression_clusters_find_the_group_that_got_worse():
     assert worst["change"] < 0 and worst["n"] == 60 and worst["top_classes"][0] == (2, 60)
     assert set(np.flatnonzero(out.assign == worst["cluster"])) == set(np.flatnonzero(group == 2))
     assert all(r["change"] > 0 for r in out.rows[1:])
+
+
+def test_davies_bouldin_matches_scikit_learn():
+    from sklearn.metrics import davies_bouldin_score
+
+    from asl_core.engine.metrics import davies_bouldin
+
+    rng = np.random.default_rng(5)
+    for classes in (2, 7, 60):
+        y = rng.integers(0, classes, 900) * 3 + 1  # labels need not be 0..k-1
+        x = rng.normal(size=(900, 6)) + (y[:, None] % 5)
+        assert davies_bouldin(x, y) == pytest.approx(davies_bouldin_score(x, y), rel=1e-9)
+    same = np.ones((10, 3))
+    assert davies_bouldin(same, np.arange(10) % 2) == davies_bouldin_score(same, np.arange(10) % 2) == 0.0
