@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from asl_core.report.figures import history_figure
-from ui import figmemo, history, library, page
+from ui import figmemo, history, library, page, widgets
 from ui import state as S
 from ui.errors import attempt
 
@@ -23,7 +23,7 @@ st.caption(f"Library folder: `{folder}` · {len(rows)} checkpoint(s)")
 if rows:
     columns = ["name", "method", "architecture", "dataset", "test accuracy", "test macro-F1", "created", "file"]
     st.dataframe(rows, hide_index=True, width="stretch",
-                 column_order=columns + (["problem"] if any(r["problem"] for r in rows) else []))
+                 column_order=columns + (["problem"] if any(r["problem"] for r in rows) else []), column_config=widgets.metric_columns())
     files = [r["file"] for r in rows]
     chosen = st.selectbox("Checkpoint", files, key=S.CKPT_SELECT)
     S.show_flash(S.FLASH_DELETE)

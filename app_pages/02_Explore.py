@@ -58,7 +58,7 @@ m = cmp.reference
 view = analysis.view_arrays(m)
 
 st.caption(f"{m.name}: {m.method}, {m.arch} · {split} split, {len(m.features)} samples · layer `{layer}` · "
-           f"{config.method.upper()} trustworthiness {m.projection.trustworthiness:.3f} · accuracy "
+           f"{widgets.PROJECTION_NAMES[config.method]} trustworthiness {m.projection.trustworthiness:.3f} · accuracy "
            f"{m.metrics['accuracy']:.3f}, macro-F1 {m.metrics['macro_f1']:.3f}")
 for note in cmp.notes:
     st.info(note)

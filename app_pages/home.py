@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import library, page
+from ui import library, page, widgets
 
 settings = page.setup("ASL Lens")
 
@@ -22,7 +22,7 @@ st.subheader("Checkpoint library")
 st.caption(f"Folder: `{folder}` · {len(rows)} checkpoint(s)")
 if rows:
     st.dataframe(rows, hide_index=True, width="stretch",
-                 column_order=["name", "method", "architecture", "dataset", "test accuracy", "test macro-F1"])
+                 column_order=["name", "method", "architecture", "dataset", "test accuracy", "test macro-F1"], column_config=widgets.metric_columns())
 else:
     st.info("The library is empty. Train the demo models with `make checkpoints`, or upload one on the Checkpoints page.")
 

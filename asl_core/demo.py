@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -142,10 +141,13 @@ def serve(port: int, folder: Path) -> int:
     print(f"ASL Lens: open http://localhost:{port} in a browser (Ctrl+C stops the app)", flush=True)
     cmd = [sys.executable, "-m", "ui.serve", "run", str(app), "--server.port", str(port), "--server.address", "localhost",
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    try:
-        return subprocess.call(cmd, cwd=ROOT, env=env)
-    except KeyboardInterrupt:
-        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the server replaces this process (same PID): killing `asl-lens app` stops the server; a child
+    # process left serving the port after its parent was killed (newcomer's pass, issue 20)
+    os.chdir(ROOT)
+    os.execve(sys.executable, cmd, env)
+    return 0  # not reached
 
 
 @cli_entry

@@ -60,7 +60,7 @@ def open_and_time(page, url: str, charts: int, timeout_ms: int = 180_000) -> flo
 
 def bench_compare(folder: Path, models: str, runs: int) -> dict[str, list[float]]:
     n_models = len(models.split(","))
-    charts = 2 * n_models + (n_models - 1)  # scatters, confusions, deltas
+    charts = 2 * n_models  # the first screen: scatters, confusion matrices (panels open on request, issue 20)
     url_path = f"/Compare?models={models}"
     res: dict[str, list[float]] = {"cold (new server, empty cache)": [], "cold cache (warm server)": [],
                                    "warm (second visit)": [], "warm disk (restarted server)": []}

@@ -124,3 +124,79 @@ def neighbours(cmp: Comparison, sample_id: int, k: int) -> list:
     from asl_core.engine.story import neighbours as find
 
     return _derived(cmp, f"neighbours {sample_id} {k}", lambda: find(cmp, sample_id, k))
+
+
+# --------------------------------------------------------------------------- between two models (the Compare panels)
+
+
+def cluster_order(cmp: Comparison) -> list[int]:
+    from asl_core.engine.between import cluster_order as order
+
+    return _derived(cmp, "cluster_order", lambda: order(cmp.reference.confusion + sum(m.confusion for m in cmp.models[1:])))
+
+
+def most_changed_classes(cmp: Comparison, n: int) -> list[int]:
+    """The ``n`` classes whose recall changed most in any compared model, largest first."""
+    def make():
+        rec = np.array([m.metrics["per_class_recall"] for m in cmp.models], dtype=float)
+        change = np.abs(rec[1:] - rec[0]).max(0)
+        return [int(c) for c in np.argsort(-change, kind="stable")[:n]]
+    return _derived(cmp, f"most_changed {n}", make)
+
+
+def pairs(cmp: Comparison, b: ModelAnalysis) -> list[dict]:
+    from asl_core.engine.between import confused_pairs
+
+    ref = cmp.reference
+    return _derived(cmp, f"pairs {b.name}", lambda: confused_pairs(ref.features.labels, ref.features.preds, b.features.preds,
+                                                                   cmp.num_classes))
+
+
+def overlap(cmp: Comparison, b: ModelAnalysis, k: int) -> np.ndarray:
+    from asl_core.engine.between import neighbourhood_overlap
+
+    ref = cmp.reference
+    return _derived(cmp, f"overlap {b.name} {k}", lambda: neighbourhood_overlap(
+        ref.features.layers[cmp.layer], b.features.layers[cmp.layer], k))
+
+
+def clusters(cmp: Comparison, b: ModelAnalysis, n: int):
+    from asl_core.engine.between import regression_clusters
+
+    ref = cmp.reference
+    seed = cmp.projection_config.seed
+    return _derived(cmp, f"clusters {b.name} {n}", lambda: regression_clusters(
+        ref.features.layers[cmp.layer], ref.features.correct, b.features.correct, ref.features.labels, n, seed=seed))
+
+
+def layer_similarity(cmp: Comparison, b: ModelAnalysis) -> dict:
+    """Linear CKA between every shared layer of the reference and ``b`` and each model's
+    separability over its top-level layers; every layer is extracted once (cached on disk)."""
+    from asl_core.data import DatasetSpec
+    from asl_core.engine.analysis import splits_for
+    from asl_core.engine.between import cka_matrix
+    from asl_core.engine.cache import cached_features
+    from asl_core.engine.metrics import separability
+
+    def make():
+        paths = st.session_state.get("_cmp_paths") or []
+        from asl_core.engine.cache import checkpoint_hash
+        from asl_core.errors import UserError
+
+        by_hash = {checkpoint_hash(c): c for c in (library.load_model(Path(p)) for p in paths)}
+        if cmp.reference.content_hash not in by_hash or b.content_hash not in by_hash:
+            raise UserError("the models of this comparison are no longer the chosen ones; reload the page")
+        ckpts = [by_hash[m.content_hash] for m in (cmp.reference, b)]
+        layers = common_layers(ckpts)
+        spec = DatasetSpec.from_dict(dict(cmp.dataset))
+        splits = splits_for(spec)
+        feats = [cached_features(disk_cache(), c, spec, cmp.split, layers, splits=splits) for c in ckpts]
+        cka, how = cka_matrix({n: feats[0].layers[n] for n in layers}, {n: feats[1].layers[n] for n in layers})
+        depth = [n for n in layers if "." not in n] or layers
+        sep = {}
+        for m, f in zip((cmp.reference, b), feats):
+            per_layer = [separability(f.layers[n], f.labels, seed=cmp.projection_config.seed) for n in depth]
+            sep[m.name] = {k: [float(s[k]) for s in per_layer] for k in ("knn_accuracy", "silhouette")}
+        return {"layers_a": layers, "layers_b": layers, "cka": cka, "how": how, "depth_layers": depth, "separability": sep}
+
+    return _derived(cmp, f"layer_similarity {b.name}", make)

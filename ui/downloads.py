@@ -35,10 +35,10 @@ def buttons(cmp: Comparison, figures: Callable[[], list[go.Figure]]) -> None:
     st.caption("Coordinates (CSV, Parquet), the figures (HTML) and the analysis report (HTML); each is built when "
                "clicked.")
     c1, c2, c3, c4 = st.columns(4)
-    c1.download_button("Coordinates CSV", lambda: coordinates_csv(cmp), f"{stem}.csv", "text/csv", key=S.CMP_DL_CSV)
+    c1.download_button("Coordinates CSV", lambda: coordinates_csv(cmp), f"{stem}.csv", "text/csv", key=S.CMP_DL_CSV, on_click="ignore")
     c2.download_button("Coordinates Parquet", lambda: coordinates_parquet(cmp), f"{stem}.parquet",
-                       "application/octet-stream", key=S.CMP_DL_PARQUET)
+                       "application/octet-stream", key=S.CMP_DL_PARQUET, on_click="ignore")
     c3.download_button("Figures HTML", lambda: figures_html(figures(), stem), f"{stem}_figures.html", "text/html",
-                       key=S.CMP_DL_FIGURES)
+                       key=S.CMP_DL_FIGURES, on_click="ignore")
     c4.download_button("Report HTML", lambda: build_report(cmp).encode(), f"{stem}_report.html", "text/html",
-                       key=S.CMP_DL_REPORT)
+                       key=S.CMP_DL_REPORT, on_click="ignore")

@@ -20,6 +20,31 @@ def to_image(x: np.ndarray) -> np.ndarray:
     return (img * 255).round().astype(np.uint8)
 
 
+RIGHT, WRONG = ":green[✓]", ":red[✗]"  # in colour: the same grey ✓ and ✗ read alike
+
+
+def spread(ids: list[int], label_of: dict[int, int], n: int = MAX_SHOWN) -> list[int]:
+    """Up to ``n`` of ``ids`` taken in turn from each class (rarest class first in each round), so a
+    large selection shows every class it holds, not its first ``n`` ids (all of one class)."""
+    by_class: dict[int, list[int]] = {}
+    for i in ids:
+        by_class.setdefault(label_of[i], []).append(i)
+    queues = sorted(by_class.values(), key=len)
+    out: list[int] = []
+    depth = 0
+    while len(out) < n and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(out) < n:
+                out.append(q[depth])
+        depth += 1
+    return out
+
+
+def shown_caption(n_shown: int, n_ids: int, n_classes: int) -> str:
+    return (f"Showing {n_shown} of {n_ids} highlighted samples (at most {MAX_SHOWN} images), taken in turn from each of "
+            f"their {n_classes} classes.")
+
+
 def inspector(split, ids: list[int], labels: np.ndarray, preds: np.ndarray, confidence: np.ndarray,
               sample_index: np.ndarray, class_names, columns: int = 10) -> None:
     """Show up to ``MAX_SHOWN`` samples ``ids`` (dataset sample indices).
@@ -30,20 +55,23 @@ def inspector(split, ids: list[int], labels: np.ndarray, preds: np.ndarray, conf
         return
     row_of_feature = {int(s): i for i, s in enumerate(np.asarray(sample_index))}
     row_of_split = {int(s): i for i, s in enumerate(split.index.tolist())}
-    shown = [i for i in ids if i in row_of_feature and i in row_of_split][:MAX_SHOWN]
+    known = [i for i in ids if i in row_of_feature and i in row_of_split]
+    label_of = {i: int(labels[row_of_feature[i]]) for i in known}
+    shown = spread(known, label_of)
     if len(ids) > len(shown):
-        st.caption(f"Showing {len(shown)} of {len(ids)} selected samples.")
+        st.caption(shown_caption(len(shown), len(ids), len(set(label_of.values()))))
     images, captions = [], []
     for sid in shown:
         r = row_of_feature[sid]
         images.append(to_image(split.image(row_of_split[sid]).numpy()))
         t, p = int(labels[r]), int(preds[r])
-        mark = "✓" if t == p else "✗"
+        mark = RIGHT if t == p else WRONG
         captions.append(f"#{sid} {mark} true {class_names[t]} · pred {class_names[p]} · {float(confidence[r]):.2f}")
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
         for col, img, cap in zip(cols, images[start : start + columns], captions[start : start + columns]):
-            col.image(img, caption=cap, width="stretch")
+            col.image(img, width="stretch")
+            col.caption(cap)
 
 
 def compare_inspector(split, ids: list[int], models, class_names, columns: int = 8) -> None:
@@ -54,9 +82,11 @@ def compare_inspector(split, ids: list[int], models, class_names, columns: int =
     ref = models[0].features
     row_of_feature = {int(s): i for i, s in enumerate(np.asarray(ref.index))}
     row_of_split = {int(s): i for i, s in enumerate(split.index.tolist())}
-    shown = [i for i in ids if i in row_of_feature and i in row_of_split][:MAX_SHOWN]
+    known = [i for i in ids if i in row_of_feature and i in row_of_split]
+    label_of = {i: int(ref.labels[row_of_feature[i]]) for i in known}
+    shown = spread(known, label_of)
     if len(ids) > len(shown):
-        st.caption(f"Showing {len(shown)} of {len(ids)} highlighted samples.")
+        st.caption(shown_caption(len(shown), len(ids), len(set(label_of.values()))))
     for start in range(0, len(shown), columns):
         cols = st.columns(columns)
         for col, sid in zip(cols, shown[start : start + columns]):
@@ -65,7 +95,7 @@ def compare_inspector(split, ids: list[int], models, class_names, columns: int =
             parts = [f"#{sid} true {class_names[t]}"]
             for m in models:
                 p = int(m.features.preds[r])
-                parts.append(f"{m.name} {class_names[p]} {'✓' if p == t else '✗'} {float(m.features.confidence[r]):.2f}")
+                parts.append(f"{m.name} {class_names[p]} {RIGHT if p == t else WRONG} {float(m.features.confidence[r]):.2f}")
             col.image(to_image(split.image(row_of_split[sid]).numpy()), width="stretch")
             col.caption("  \n".join(parts))
 

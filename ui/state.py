@@ -124,3 +124,22 @@ def show_flash(slot: str = "") -> None:
         getattr(st, kind, st.info)(message)
         st.session_state[FLASH] = None
 CMP_FULL_RUN = "cmp_full_run"  # set when a change inside a fragment needs the whole page
+CMP_PANELS = "cmp_panels"          # the panels opened below the first screen
+CMP_B = "cmp_b"                    # the model the pairwise panels compare with the reference
+CMP_ORDER = "cmp_order"            # confusion matrices: class order (index / clustered)
+CMP_ZOOM_START = "cmp_zoom_start"  # confusion matrices: first position of the zoomed block
+CMP_ZOOM_SIZE = "cmp_zoom_size"    # confusion matrices: classes in the block
+CMP_PAIRS = "cmp_pairs"            # confused-pairs table (row clicks highlight)
+CMP_AGREEMENT = "cmp_agreement"    # agreement matrix (cell clicks highlight)
+CMP_CLUSTERS = "cmp_clusters"      # regression-clusters table (row clicks highlight)
+CMP_N_CLUSTERS = "cmp_n_clusters"
+CMP_OVERLAP_K = "cmp_overlap_k"
+CMP_OVERLAP_TABLE = "cmp_overlap_table"
+CMP_CLASS_PAGE = "cmp_class_page"
+CMP_CLASS_SORT = "cmp_class_sort"
+CMP_F_OVERLAP = "cmp_f_overlap"
+
+
+def highlight_title_key(prefix: str) -> str:
+    """The listing's title for ids set by a panel (a pair, an agreement cell, a cluster)."""
+    return f"{prefix}_highlight_title"

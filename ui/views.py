@@ -4,6 +4,8 @@ clickable confusion matrices and the highlight they drive."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,8 +43,33 @@ class Look:
     axis_titles: tuple[str, str] = ("", "")
 
 
-def shared_legend(class_names, color_by: str, isolate: Sequence[int] | None = None) -> None:
+MAX_LEGEND_CLASSES = 30  # distinct colours (report.figures.class_palette); beyond, colour a chosen set
+
+
+def shared_legend(class_names, color_by: str, isolate: Sequence[int] | None = None, paint: dict | None = None) -> None:
     """One legend above all the views (instead of a legend per chart eating its width)."""
+    if color_by == "category" and paint:
+        items = list(zip(paint["colors"], paint["names"]))
+        title = paint.get("title", "")
+        chips = " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
+                         f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
+                         f"{_escape(n)}</span>" for c, n in items)
+        st.markdown(f"<div style='font-size:0.9rem'><b>{_escape(title)}</b>&nbsp; {chips}</div>", unsafe_allow_html=True)
+        return
+    if color_by == "value" and paint:
+        st.caption(paint.get("caption", paint.get("title", "")))
+        return
+    if color_by in ("true", "pred") and isolate is not None and len(class_names) > MAX_LEGEND_CLASSES:
+        class_names = list(class_names)
+        palette = class_palette(len(class_names))
+        items = [(palette[c], str(class_names[c])) for c in isolate]
+        title = {"true": "true class", "pred": "predicted class"}[color_by]
+        chips = " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
+                         f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
+                         f"{_escape(n)}</span>" for c, n in items)
+        st.markdown(f"<div style='font-size:0.9rem'><b>{title}</b>&nbsp; {chips} <span style='color:#888'>· the other "
+                    f"{len(class_names) - len(items)} classes grey</span></div>", unsafe_allow_html=True)
+        return
     if color_by == "correct":
         items = [("#2ca02c", "correct"), ("#d62728", "✕ wrong")]
     elif color_by == "confidence":
@@ -86,7 +113,7 @@ def plotly_scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[
     """The scatter row as plotly scatters (SVG up to ``SVG_MAX_POINTS``, WebGL above), whatever
     the size: what ``scatter_row`` draws below ``cloud.CLOUD_MIN_POINTS`` points."""
     if not legend_in_chart:
-        shared_legend(class_names, color_by, look.isolate)
+        shared_legend(class_names, color_by, look.isolate, views[0].get("paint"))
     cols = st.columns(len(views))
     for i, (col, v, title) in enumerate(zip(cols, views, titles)):
         hl = None if (highlight is None or source == i) else list(highlight)
@@ -98,12 +125,21 @@ def plotly_scatter_row(views: Sequence[dict[str, np.ndarray]], titles: Sequence[
 
 def _scatter(v: dict[str, np.ndarray], title: str, class_names, color_by: str, highlight: list[int] | None, look: Look,
              legend_in_chart: bool) -> go.Figure:
+    paint = v.get("paint") or {}
+    extra = {}
+    if color_by == "category":
+        extra = {"categories": (paint["codes"], paint["names"], paint["colors"])}
+    elif color_by == "value":
+        extra = {"values": paint["values"], "value_title": paint["title"], "value_range": tuple(paint["range"]),
+                 "value_scale": paint.get("scale", "Viridis")}
     fig = scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], class_names, color_by=color_by,
                          highlight=highlight, title=title, hover_index=v["index"], marker_size=look.marker_size,
                          opacity=look.opacity, show_legend=legend_in_chart, axis_titles=look.axis_titles,
-                         isolate=look.isolate)
+                         isolate=look.isolate if color_by in ("true", "pred") else None, **extra)
     fig = light_when_big(svg_when_small(fig, len(v["coords"])), len(v["coords"]))
-    fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep", title={"font": {"size": 14}})
+    # the toolbar stands on the right edge, not across the title (newcomer's pass, issue 20)
+    fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep", title={"font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+                      modebar={"orientation": "v"})
     return fig
 
 
@@ -130,13 +166,21 @@ def light_when_big(fig: go.Figure, n: int) -> go.Figure:
 
 
 def confusion_row(matrices: Sequence[np.ndarray], titles: Sequence[str], class_names, prefix: str,
-                  normalized: bool = False, cell: tuple[int, int, int] | None = None) -> None:
+                  normalized: bool = False, cell: tuple[int, int, int] | None = None,
+                  classes: Sequence[int] | None = None) -> None:
     """Confusion matrices side by side; clicking a cell makes it the highlight source.
-    ``cell`` (view, true, pred) is outlined in every matrix, solid in the view it came from."""
+    ``cell`` (view, true, pred) is outlined in every matrix, solid in the view it came from.
+    ``classes``: the block to draw, in this order (a zoom into many classes); default all."""
+    classes = list(range(len(class_names))) if classes is None else list(classes)
+    names = [class_names[c] for c in classes]
+    pos = {c: i for i, c in enumerate(classes)}
     cols = st.columns(len(matrices))
     for i, (col, cm, title) in enumerate(zip(cols, matrices, titles)):
-        marked = None if cell is None else (cell[1], cell[2], cell[0] == i)
-        fig = figmemo.memo(_confusion, cm, class_names, normalized, title, len(matrices) > 1, marked)
+        marked = None
+        if cell is not None and cell[1] in pos and cell[2] in pos:
+            marked = (pos[cell[1]], pos[cell[2]], cell[0] == i)
+        sub = np.asarray(cm)[np.ix_(classes, classes)]
+        fig = figmemo.memo(_confusion, sub, names, normalized, title, len(matrices) > 1, marked)
         with col:
             st.plotly_chart(fig, key=S.confusion_key(prefix, i), on_select=selection.remember(("cell", i), prefix),
                             selection_mode=("points",), config={"displaylogo": False})
@@ -190,19 +234,50 @@ class Highlight:
     title: str = "Highlighted samples: none"
     source_view: int | None = None
     cell: tuple[int, int, int] | None = None
-    url: dict[str, str | None] = field(default_factory=lambda: {"hl": None, "cell": None})
+    url: dict[str, str | None] = field(default_factory=lambda: {"hl": None, "cell": None, "sel": None})
 
 
-MAX_URL_IDS = 200
+MAX_URL_IDS = 200  # more ids than this go into the cache and the URL carries a short id (``sel=``)
+_SELECTION_ID = re.compile(r"^[0-9a-f]{16}$")
+_SAVED: set = set()
+
+
+def save_selection(ids: Sequence[int]) -> str:
+    """Keep ``ids`` in the engine's disk cache under a 16-hex id (a digest of them) for a link."""
+    from ui.analysis import disk_cache
+
+    arr = np.asarray(sorted({int(v) for v in ids}), dtype=np.int64)
+    key = hashlib.sha256(arr.tobytes()).hexdigest()[:16]
+    cache = disk_cache()
+    if (cache.root, key) not in _SAVED:  # reruns with the same selection write nothing
+        cache.put("selection", key, {"ids": arr}, {"n": int(arr.size)})
+        _SAVED.add((cache.root, key))
+    return key
+
+
+def load_selection(key: str) -> list[int] | None:
+    """The ids saved under ``key`` (``None``: not a selection id, or gone from the cache)."""
+    from ui.analysis import disk_cache
+
+    if not _SELECTION_ID.match(key or ""):
+        return None
+    got = disk_cache().get("selection", key)
+    return None if got is None else [int(v) for v in got[0]["ids"]]
 
 
 def _ids_url(ids: list[int]) -> dict[str, str | None]:
-    return {"hl": ",".join(map(str, ids[:MAX_URL_IDS])), "cell": None}
+    """``hl=`` for up to ``MAX_URL_IDS`` ids; a larger selection is saved and linked as ``sel=``,
+    so a link always reopens the whole selection."""
+    if len(ids) <= MAX_URL_IDS:
+        return {"hl": ",".join(map(str, ids)), "cell": None, "sel": None}
+    return {"hl": None, "cell": None, "sel": save_selection(ids)}
 
 
-def set_ids(prefix: str, ids: list[int]) -> None:
-    """Highlight ``ids`` (a link's ``hl=``, "highlight these rows")."""
+def set_ids(prefix: str, ids: list[int], title: str | None = None) -> None:
+    """Highlight ``ids`` (a link's ``hl=``, "highlight these rows", a pair, an agreement cell, a
+    cluster); ``title`` says where they came from."""
     st.session_state[S.highlight_ids_key(prefix)] = list(ids)
+    st.session_state[S.highlight_title_key(prefix)] = title
     st.session_state[S.highlight_source_key(prefix)] = ("ids", 0)
 
 
@@ -231,7 +306,8 @@ def highlight(cmp, prefix: str, table_ids: list[int] | None = None) -> Highlight
         ids = [v for v in ids if v in known]
         if not ids:
             return none
-        return Highlight(ids, f"Highlighted samples: {len(ids)} chosen", None, None, _ids_url(ids))
+        title = st.session_state.get(S.highlight_title_key(prefix)) or "chosen"
+        return Highlight(ids, f"Highlighted samples: {len(ids)} {title}", None, None, _ids_url(ids))
     if kind == "urlcell":
         view, t, p = i
         if not (0 <= view < len(cmp.models) and 0 <= t < len(names) and 0 <= p < len(names)):
@@ -252,7 +328,7 @@ def highlight(cmp, prefix: str, table_ids: list[int] | None = None) -> Highlight
     m = cmp.models[i]
     ids = cell_samples(m, t, p)
     return Highlight(ids, f"Highlighted samples: {len(ids)} with true {names[t]}, predicted {names[p]} by {m.name}", None,
-                     (i, t, p), {"hl": None, "cell": f"{i}-{t}-{p}"})
+                     (i, t, p), {"hl": None, "cell": f"{i}-{t}-{p}", "sel": None})
 
 
 def _scatter_selection(m, prefix: str, i: int) -> list[int]:
@@ -263,10 +339,18 @@ def _scatter_selection(m, prefix: str, i: int) -> list[int]:
     return selection.chart_ids(S.scatter_key(prefix, i))
 
 
-def apply_link_highlight(url, prefix: str, known_ids, split: str) -> None:
-    """A link's highlight (``hl=`` ids or ``cell=view-true-pred``), when the URL speaks this run;
-    a bad value or ids outside the split are a warning."""
-    if (hl_text := url.asked("hl")) is not None:
+def apply_link_highlight(url, prefix: str, known_ids, split: str, cell_bounds: tuple[int, int] | None = None) -> None:
+    """A link's highlight (``hl=`` ids, ``sel=`` a saved selection or ``cell=view-true-pred``), when
+    the URL speaks this run; a bad value, ids outside the split or a cell outside the matrices are a
+    warning, never silently ignored."""
+    if (sel := url.asked("sel")) is not None:
+        ids = load_selection(sel)
+        if ids is None:
+            st.warning(f"Ignored `sel={sel}` from the link: no saved selection has that id here (the cache may have "
+                       "been cleared); nothing is highlighted.")
+            return
+        set_ids(prefix, ids)
+    elif (hl_text := url.asked("hl")) is not None:
         try:
             ids = parse_ids(hl_text)
         except ValueError:
@@ -278,7 +362,13 @@ def apply_link_highlight(url, prefix: str, known_ids, split: str) -> None:
             st.warning(f"The link highlights sample(s) {', '.join(map(str, missing[:10]))}, not in the {split} split.")
     elif (cell_text := url.asked("cell")) is not None:
         try:
-            set_url_cell(prefix, parse_cell(cell_text))
+            cell = parse_cell(cell_text)
+            if cell_bounds is not None:
+                views_n, classes_n = cell_bounds
+                if not (0 <= cell[0] < views_n and 0 <= cell[1] < classes_n and 0 <= cell[2] < classes_n):
+                    raise ValueError(f"there are {views_n} confusion matrices (0-{views_n - 1}) of {classes_n} classes "
+                                     f"(0-{classes_n - 1})")
+            set_url_cell(prefix, cell)
         except ValueError as exc:
             st.warning(f"Ignored `cell={cell_text}` from the link: {exc}.")
 
@@ -297,12 +387,17 @@ def view_title(m) -> str:
     return f"{m.name} · trust {m.projection.trustworthiness:.3f}"
 
 
-def figures_for_download(cmp, color_by: str, normalized: bool) -> list:
+def figures_for_download(cmp, color_by: str, normalized: bool, paints: Sequence[dict] | None = None) -> list:
+    """The scatters and confusion matrices as they are drawn. Every argument is a plain value: the
+    file is built when its button is clicked, outside the page's run, where widget state may be gone."""
     figs = []
-    for m in cmp.models:
-        v = view_arrays(m)
-        figs.append(scatter_figure(v["coords"], v["labels"], v["preds"], v["confidence"], cmp.class_names,
-                                   color_by=color_by, title=view_title(m), hover_index=v["index"]))
+    for i, m in enumerate(cmp.models):
+        v = dict(view_arrays(m))
+        if paints is not None:
+            v["paint"] = paints[i]
+        if color_by in ("category", "value") and not v.get("paint"):
+            color_by = "correct"
+        figs.append(_scatter(v, view_title(m), cmp.class_names, color_by, None, Look(), True))
     figs += [confusion_figure(m.confusion_normalized if normalized else m.confusion, cmp.class_names,
                               normalized=normalized, title=m.name) for m in cmp.models]
     return figs

@@ -26,6 +26,7 @@ PROJECTION_URL = {"proj": ("method", str), "perplexity": ("perplexity", int), "n
                   "min_dist": ("min_dist", float), "seed": ("seed", int), "max_points": ("max_points", int),
                   "standardize": ("standardize", lambda t: t == "1")}
 PROJECTIONS = ("pca", "umap", "tsne")
+PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}  # as the widget says them, in captions too
 LOOK_DEFAULTS = {"marker_size": 6, "opacity": 0.8}
 
 
@@ -63,7 +64,7 @@ def projection_config(prefix: str, container=None) -> ProjectionConfig:
     come from session state (``seed_projection`` first)."""
     c = container or st
     method = c.selectbox("Projection", PROJECTIONS, key=S.proj_key(prefix, "method"),
-                         format_func={"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}.get)
+                         format_func=PROJECTION_NAMES.get)
     kwargs: dict = {}
     if method == "tsne":
         kwargs["perplexity"] = float(c.slider("Perplexity", 5, 100, key=S.proj_key(prefix, "perplexity")))
@@ -114,6 +115,22 @@ def color_by(key: str, container=None) -> str:
     return COLOR_BY[label]
 
 
+def metric_columns(*names: str, digits: int = 3) -> dict:
+    """``column_config`` printing the library's metric columns with the same decimals (the table
+    mixed 0.781 and 0.8145)."""
+    names = names or ("test accuracy", "test macro-F1")
+    return {n: st.column_config.NumberColumn(n, format=f"%.{digits}f") for n in names}
+
+
+SHORT_KINDS = {"AdaptiveAvgPool2d": "AvgPool", "AdaptiveMaxPool2d": "MaxPool", "BatchNorm2d": "BatchNorm",
+               "BatchNorm1d": "BatchNorm", "Sequential": "Seq"}
+
+
+def short_kind(kind: str) -> str:
+    """A layer kind short enough for the sidebar (``avgpool · AdaptiveAvgPool2d · 512`` was cut)."""
+    return SHORT_KINDS.get(kind, kind)
+
+
 def table_layers(layers: list[str], picked: str) -> list[str]:
     """Default rows of the separability table: the picked layer and the logits (``fc``) when
     there; each extra layer costs ~0.15 s per model on 500 samples, so more are opt-in."""
@@ -139,6 +156,7 @@ def layer_format_func(*ckpts: LoadedCheckpoint):
         parts = [labels[name].split(" · ")[1:] for labels in per_model if name in labels]
         if not parts:
             return name
+        parts = [[short_kind(p[0]), *p[1:]] if p else p for p in parts]
         columns = [list(dict.fromkeys(p[i] for p in parts if i < len(p))) for i in range(max(map(len, parts)))]
         return " · ".join([name, *("/".join(c) for c in columns)])
 

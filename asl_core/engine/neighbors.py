@@ -9,8 +9,9 @@ projection is the same whether its graph came from the memo or not.
     idx, dist = knn_graph(Z, k=15)   # [n, k] int32 / float32, each row starts with the point itself
 
 Exact below :data:`EXACT_BELOW` rows, or ``EXACT_PER_K * k`` (scikit-learn, brute force), NN-descent (pynndescent,
-umap-learn's own choice of parameters) above. The numba code pynndescent and umap-learn compile
-is kept on disk (:func:`enable_numba_cache`), so a new process does not compile it again.
+umap-learn's own choice of parameters) above. umap-learn's numba code is kept on disk
+(:func:`enable_numba_cache`); pynndescent's is compiled again in each process despite that cache
+(40+ s), which is why the exact cutoff sits at 20,000 rows.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-EXACT_BELOW = 4096  # umap-learn's own threshold between exact and approximate neighbours
+# Exact below 20,000 rows. umap-learn's own threshold is 4,096, but pynndescent's numba code is
+# compiled again in every process whatever numba's cache holds (measured, issue 20: NN-descent on
+# 10k x 64 took 214 s in a fresh process and 106 s in the next one with the cache filled, on 2 busy
+# cores; 41-45 s on a quiet machine), so a server's first UMAP above 4,096 points waited that long.
+# Exact search on 10k x 64 takes ~3 s (2.5-3.4 s on one busy core), 20k ~12 s: cheaper up to here.
+EXACT_BELOW = 20_000
 # Exact search costs ~n^2 (a BLAS product), NN-descent ~n*k: at 10k x 50 dims, one thread, exact
 # took 2.7 s for k = 16 and 3.0 s for k = 91, NN-descent 0.8 s and 5.8 s. So exact also wins
 # below EXACT_PER_K * k rows (t-SNE's k = 91: below 18,200 rows).

@@ -316,19 +316,33 @@ def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfi
 
 
 def warm_up(progress: bool = False) -> float:
-    """Compile (or load from the on-disk cache) the numba code of UMAP and NN-descent, so the
+    """Compile (or load from the on-disk cache) the numba code of UMAP, so the
     first projection after a server start does not pay for it. ``asl-lens demo`` calls this.
     Returns the seconds it took (a few seconds when the cache is warm, ~20-60 s when cold)."""
     import time
 
-    from asl_core.engine.neighbors import EXACT_BELOW, numba_cache_dir
+    from asl_core.engine.neighbors import numba_cache_dir
 
     t0 = time.perf_counter()
+    # the server is another process: it loads the compiled code from numba's disk cache itself, so
+    # once this cache is filled for these versions there is nothing left to warm (saves ~10 s of
+    # every `make demo`, issue 20)
+    from importlib.metadata import version
+
+    marker = numba_cache_dir() / f"warm-umap-{version('umap-learn')}-numba-{version('numba')}"
+    if marker.exists():
+        if progress:
+            print(f"projection code already compiled (numba cache: {numba_cache_dir()})", flush=True)
+        return 0.0
     rng = np.random.default_rng(0)
     small = rng.normal(size=(300, 8)).astype(np.float32)
     labels = rng.integers(0, 3, 300)
     project(small, labels, ProjectionConfig(method="umap", umap_epochs=10))  # exact neighbours, layout, trust
-    knn_graph(rng.normal(size=(EXACT_BELOW + 10, 8)).astype(np.float32), 15)  # NN-descent, above the exact cutoff
+    # NN-descent is not warmed: its numba code is compiled again in every process anyway (neighbors.py)
+    try:
+        marker.touch()
+    except OSError:
+        pass
     seconds = time.perf_counter() - t0
     if progress:
         print(f"projection code ready in {seconds:.1f} s (numba cache: {numba_cache_dir()})", flush=True)

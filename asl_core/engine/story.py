@@ -45,7 +45,10 @@ class Headline:
     """One compared model against the reference. ``accuracy``/``macro_f1``: ``{a, b, delta, low,
     high}`` (B - A with a paired bootstrap interval at ``level``); ``pvalue``: McNemar's exact p;
     ``gained``/``lost``: ``(class, net flips)`` with the largest positive / negative net, largest
-    first; ``separability``: ``{key: (a, b)}`` on ``layer``."""
+    first (net flips of a class = the change of its recall times its test count);
+    ``f1_gained``/``f1_lost``: ``(class, change of F1)``, the measure the per-class chart opens on;
+    ``collapsed``: ``(class, recall a, recall b)`` for every class whose recall fell to 0 or by more
+    than half (whatever McNemar says about the whole); ``separability``: ``{key: (a, b)}`` on ``layer``."""
 
     reference: str
     model: str
@@ -59,6 +62,10 @@ class Headline:
     lost: tuple[tuple[int, int], ...]
     layer: str
     separability: dict[str, tuple[float, float]]
+    collapsed: tuple[tuple[int, float, float], ...] = ()
+    f1_gained: tuple[tuple[int, float], ...] = ()
+    f1_lost: tuple[tuple[int, float], ...] = ()
+    split: str = "test"
 
     @property
     def significant(self) -> bool:
@@ -86,9 +93,22 @@ def headline(cmp: Comparison, m: ModelAnalysis, n_boot: int = 2000, seed: int = 
     lost = tuple(sorted(((c, v) for c, v in net if v < 0), key=lambda t: (t[1], t[0]))[:top])
     sep_a, sep_b = ref.separability.get(cmp.layer, {}), m.separability.get(cmp.layer, {})
     sep = {k: (float(sep_a[k]), float(sep_b[k])) for k in SEPARABILITY_KEYS if k in sep_a and k in sep_b}
+    sa = per_class_scores(y, ref.features.preds, cmp.num_classes)
+    sb = per_class_scores(y, m.features.preds, cmp.num_classes)
+    collapsed = tuple(sorted(((c, float(ra), float(rb)) for c, (ra, rb) in enumerate(zip(sa["recall"], sb["recall"]))
+                              if collapsed_recall(ra, rb)), key=lambda t: (t[2] - t[1], t[0])))
+    df1 = [(c, float(b - a)) for c, (a, b) in enumerate(zip(sa["f1"], sb["f1"]))]
+    f1_gained = tuple(sorted((t for t in df1 if t[1] > 0), key=lambda t: (-t[1], t[0]))[:top])
+    f1_lost = tuple(sorted((t for t in df1 if t[1] < 0), key=lambda t: (t[1], t[0]))[:top])
     return Headline(reference=ref.name, model=m.name, n=int(y.size), accuracy=acc, macro_f1=f1,
                     pvalue=float(m.mcnemar["pvalue"]), level=level, n_boot=n_boot, gained=gained, lost=lost,
-                    layer=cmp.layer, separability=sep)
+                    layer=cmp.layer, separability=sep, collapsed=collapsed, f1_gained=f1_gained, f1_lost=f1_lost,
+                    split=cmp.split)
+
+
+def collapsed_recall(before: float, after: float) -> bool:
+    """A class's recall collapsed: it had some and fell to 0, or it fell by more than half."""
+    return before > 0 and (after == 0 or after < before / 2)
 
 
 def per_class_rows(cmp: Comparison) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-COLOR_BY = ("true", "pred", "correct", "confidence")
+COLOR_BY = ("true", "pred", "correct", "confidence", "category", "value")
 # Up to 10 classes: Tableau's category10 (D3), whose neighbours differ in hue (Plotly's default
 # made 0/3, 4/9 and 2/7 look alike). More classes: Kelly's 20 colours of maximum contrast (white
 # and black dropped), then category10 again. Distinct for 30 classes.
@@ -50,6 +50,11 @@ def scatter_figure(
     show_legend: bool = True,
     axis_titles: tuple[str, str] = ("", ""),
     isolate: Iterable[int] | None = None,
+    categories: tuple[Sequence[int], Sequence[str], Sequence[str]] | None = None,
+    values: Sequence[float] | None = None,
+    value_title: str = "",
+    value_range: tuple[float, float] = (0.0, 1.0),
+    value_scale: str = "Viridis",
 ) -> go.Figure:
     """WebGL scatter of ``coords`` ``[n, 2]`` with ``labels``/``preds``/``confidence`` ``[n]``.
 
@@ -57,7 +62,9 @@ def scatter_figure(
     ``customdata``; defaults to ``0..n-1``). ``highlight``: sample indices to keep bright;
     the others are dimmed. ``isolate``: classes to show in colour (by true class, or by
     prediction when colouring by prediction); the other points are drawn grey and faint,
-    underneath. ``marker_size``/``opacity`` set the points' look."""
+    underneath. ``marker_size``/``opacity`` set the points' look. ``color_by="category"`` colours by
+    ``categories`` (per-point codes, names, colours: e.g. the flip type); ``color_by="value"`` by
+    ``values`` on ``value_scale`` over ``value_range`` (e.g. the change of confidence)."""
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_BY)}, got {color_by!r}")
     coords = np.asarray(coords, dtype=float)
@@ -95,7 +102,18 @@ def scatter_figure(
             customdata=index[rest], text=text[rest], hovertemplate="%{text}<extra></extra>",
             marker={"size": max(marker_size - 2, 2), "opacity": 0.25, "color": OTHER_COLOR},
         ))
-    if color_by == "confidence":
+    if color_by == "category":
+        codes, cat_names, cat_colors = categories
+        codes = np.asarray(codes)
+        for j, (cname, ccolor) in enumerate(zip(cat_names, cat_colors)):
+            if (codes == j).any():
+                add(codes == j, cname, {"color": ccolor})
+    elif color_by == "value":
+        v = np.asarray(values, dtype=float)
+        add(np.ones(len(labels), bool), value_title,
+            {"color": v[shown], "colorscale": value_scale, "cmin": value_range[0], "cmax": value_range[1],
+             "showscale": show_legend, "colorbar": {"title": value_title}}, legend=False)
+    elif color_by == "confidence":
         add(np.ones(len(labels), bool), "confidence",
             {"color": confidence[shown], "colorscale": "Viridis", "cmin": 0, "cmax": 1, "showscale": show_legend,
              "colorbar": {"title": "confidence"}},
@@ -109,7 +127,7 @@ def scatter_figure(
             add(by_class == c, names[c], {"color": palette[int(c)]})
     fig.update_layout(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], showlegend=show_legend,
                       legend_title={"true": "true class", "pred": "predicted",
-                      "correct": "", "confidence": ""}[color_by], dragmode="lasso", clickmode="event+select",
+                      "correct": "", "confidence": ""}.get(color_by, ""), dragmode="lasso", clickmode="event+select",
                       margin={"l": 36 if axis_titles[1] else 10, "r": 10, "t": 64, "b": 36 if axis_titles[0] else 10},
                       template="plotly_white")
     fig.update_xaxes(showticklabels=False)

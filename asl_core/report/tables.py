@@ -110,16 +110,26 @@ def headline_lines(h: Headline, class_names) -> list[str]:
     else:
         verdict = (f"**No significant difference between {h.model} and {h.reference}** (McNemar's exact test, "
                    f"{format_p(h.pvalue)}): on these {h.n} samples the change could be chance.")
+    if h.collapsed:
+        worst = "; ".join(f"class {class_names[c]} {a:.2f} → {b:.2f}" for c, a, b in h.collapsed[:3])
+        more = f" (and {len(h.collapsed) - 3} more)" if len(h.collapsed) > 3 else ""
+        verdict += (f" **But recall collapsed** (to 0, or by more than half) for {len(h.collapsed)} "
+                    f"class{'es' if len(h.collapsed) > 1 else ''}: {worst}{more}.")
+    if h.split == "train":
+        verdict += (" ⚠ This is the **training** split: the models saw these samples, so the difference says how "
+                    "well each fits its training data, not how it generalises.")
     lines = [verdict,
              f"Accuracy {h.accuracy['a']:.3f} → {h.accuracy['b']:.3f}, difference {_interval(h.accuracy)}; macro-F1 "
              f"{h.macro_f1['a']:.3f} → {h.macro_f1['b']:.3f}, difference {_interval(h.macro_f1)} "
              f"({pct}% paired bootstrap intervals over the {h.n} samples, {h.n_boot} resamples; "
              + ("the macro-F1 interval excludes 0)." if h.f1_interval_excludes_zero else "the macro-F1 interval includes 0).")]
 
-    def classes(items) -> str:
-        return ", ".join(f"{class_names[c]} ({_signed(v, 0)})" for c, v in items) or "none"
+    def classes(items, digits: int) -> str:
+        return ", ".join(f"class {class_names[c]} ({_signed(v, digits)})" for c, v in items) or "none"
 
-    lines.append(f"Net flips (wrong→right minus right→wrong) · gained most: {classes(h.gained)} · lost most: {classes(h.lost)}.")
+    lines.append(f"Per-class F1 (as in the per-class chart) · rose most: {classes(h.f1_gained, 2)} · fell most: "
+                 f"{classes(h.f1_lost, 2)}. Net samples of the class now right (wrong→right minus right→wrong, i.e. the "
+                 f"change of its recall) · most gained: {classes(h.gained, 0)} · most lost: {classes(h.lost, 0)}.")
     if h.separability:
         parts = []
         for key, (a, b) in h.separability.items():

@@ -159,34 +159,68 @@ def test_explore_runs_and_switches(app_env):
     assert not at.exception
 
 
+ALL_PANELS = "per_class,pairs,agreement,layers,moved,clusters,separability,flips,samples"
+
+
+def compare_with(params: dict) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app_pages/03_Compare.py"), default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def test_compare_defaults_and_downloads(app_env):
     at = run("app_pages/03_Compare.py")
     assert at.multiselect(key=S.CMP_MODELS).value == ["baseline.safetensors", "asloss.safetensors", "clonal.safetensors"]
     heads = [s.value for s in at.subheader]
-    assert {"asloss vs baseline", "clonal vs baseline", "Highlighted samples: none", "What changed against baseline"} <= set(heads)
-    assert len(at.get("plotly_chart")) == 3 + 3 + 1 + 2  # scatters, confusions, per-class delta, deltas
+    assert {"Highlighted samples: none", "What changed against baseline", "Confusion matrices"} <= set(heads)
+    # the first screen draws only the views and the confusion matrices; every panel waits to be opened
+    assert len(at.get("plotly_chart")) == 3 + 3
+    assert "asloss vs baseline" not in heads and "Per class" not in heads
+    at.pills(key=S.CMP_PANELS).set_value(["flips", "separability"]).run()
+    assert not at.exception
+    assert at.query_params["panels"] == "flips,separability"
+    assert len(at.get("plotly_chart")) == 3 + 3 + 2
     at.toggle(key=S.CMP_LAYER_BARS).set_value(True).run()
-    assert len(at.get("plotly_chart")) == 3 + 3 + 1 + 2 + 1
+    assert len(at.get("plotly_chart")) == 3 + 3 + 2 + 1
     summary = at.dataframe[0].value
     assert list(summary["model"]) == ["baseline", "asloss", "clonal"]
     assert summary["McNemar p vs baseline"].str.startswith("p ").tolist() == [False, True, True]  # "p = 0.062", never 0.0000
+    sep = next(d.value for d in at.dataframe if "samples used" in d.value.columns)
+    assert {"silhouette ↑", "Davies-Bouldin ↓", "k-NN accuracy ↑"} <= set(sep.columns)  # Explore's names and arrows
     assert not at.exception and len(at.get("download_button")) == 4
     at.selectbox(key=S.CMP_LAYER).set_value("block2").run()
     assert not at.exception
     at.multiselect(key=S.CMP_MODELS).set_value(["clonal.safetensors", "baseline.safetensors"]).run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1 + 1  # the bars toggle is still on
+    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 1  # the bars toggle is still on
+
+
+def test_compare_every_panel_opens_from_a_link(app_env):
+    at = compare_with({"panels": ALL_PANELS, "b": "clonal"})
+    heads = [s.value for s in at.subheader]
+    for head in ("Per class", "Most confused pairs · baseline and clonal", "Agreement · baseline's prediction against clonal's",
+                 "Where the representations diverge · baseline against clonal", "Samples across models",
+                 "Regression clusters · groups of samples that got worse in clonal"):
+        assert head in heads, head
+    body = texts(at)
+    assert "Estimator: exact" in body and "They agree on" in body and "median overlap" in body
+    pairs = next(d.value for d in at.dataframe if "predicted as" in d.value.columns)
+    assert (pairs["true"] != pairs["predicted as"]).all() and {"baseline rate", "clonal n", "change"} <= set(pairs.columns)
 
 
 def test_compare_headline_and_per_class(app_env):
-    at = run("app_pages/03_Compare.py")
+    at = compare_with({"panels": "per_class,flips"})
     body = texts(at)
     # one headline per compared model: verdict, intervals, flips, separability
     assert body.count("paired bootstrap intervals over the 100 samples") == 2
-    assert "McNemar's exact test, p" in body and "Net flips (wrong→right minus right→wrong)" in body
+    assert "McNemar's exact test, p" in body and "Net samples of the class now right" in body
     assert "Separability of `embedding`" in body
     per_class = next(d.value for d in at.dataframe if "train n" in d.value.columns)
     assert {"baseline F1", "asloss F1", "Δ F1 asloss", "Δ F1 clonal"} <= set(per_class.columns)
+    change = per_class["largest |Δ F1|"].tolist()
+    assert change == sorted(change, reverse=True)  # the classes that changed most first
     at.radio(key=S.CMP_DELTA_METRIC).set_value("recall").run()
     per_class = next(d.value for d in at.dataframe if "train n" in d.value.columns)
     assert {"baseline recall", "Δ recall clonal"} <= set(per_class.columns) and "baseline F1" not in per_class.columns
@@ -196,9 +230,9 @@ def test_compare_headline_and_per_class(app_env):
 
 
 def test_compare_sample_table_filters(app_env):
-    at = run("app_pages/03_Compare.py")
+    at = compare_with({"panels": "samples"})
     samples = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
-    assert len(samples) == 100 and {"baseline pred", "clonal conf", "flipped"} <= set(samples.columns)
+    assert len(samples) == 100 and {"baseline pred", "clonal conf", "flipped", "overlap"} <= set(samples.columns)
     at.checkbox(key=S.CMP_F_FLIPPED).check().run()
     flipped = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
     assert 0 < len(flipped) < 100 and flipped["flipped"].all()
@@ -209,6 +243,103 @@ def test_compare_sample_table_filters(app_env):
     at.slider(key=S.CMP_F_CONFIDENCE).set_value((0.0, 0.5)).run()
     wrong = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
     assert wrong["wrong in all"].all() and (wrong["baseline conf"] <= 0.5).all()
+    at.slider(key=S.CMP_F_OVERLAP).set_value(0.2).run()
+    low = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
+    assert (low["overlap"] <= 0.2).all()
+
+
+def test_filters_keep_a_cell_highlight_and_say_so(app_env):
+    """Issue 20, defect 4: ticking Flipped or Wrong in all cleared a confusion-cell highlight silently."""
+    at = compare_with({"panels": "samples", "cell": "0-3-3"})
+    title = next(s.value for s in at.subheader if s.value.startswith("Highlighted samples"))
+    assert "with true 3, predicted 3 by baseline" in title
+    at.checkbox(key=S.CMP_F_FLIPPED).check().run()
+    assert next(s.value for s in at.subheader if s.value.startswith("Highlighted samples")) == title
+    assert "the highlight above stays as it is" in texts(at)
+    at.checkbox(key=S.CMP_F_WRONG_ALL).check().run()
+    assert next(s.value for s in at.subheader if s.value.startswith("Highlighted samples")) == title
+
+
+def test_table_callback_never_clears_another_source(monkeypatch):
+    """The sample table's on_select fires with no rows when a filter changes the table: that must
+    not take the highlight from a cell, a pair or a lasso."""
+    from ui import compare
+
+    state = {S.highlight_source_key(S.CMP_PREFIX): ("cell", 0), S.CMP_TABLE: {"selection": {"rows": []}}}
+    monkeypatch.setattr(compare.st, "session_state", state)
+    monkeypatch.setattr("ui.selection.st.session_state", state)
+    monkeypatch.setattr("ui.views.st.session_state", state)
+    compare._table_rows_clicked()
+    assert state[S.highlight_source_key(S.CMP_PREFIX)] == ("cell", 0)
+    state[S.CMP_TABLE] = {"selection": {"rows": [2]}}
+    compare._table_rows_clicked()
+    assert state[S.highlight_source_key(S.CMP_PREFIX)] == ("table", 0)
+    state[S.CMP_TABLE] = {"selection": {"rows": []}}
+    compare._table_rows_clicked()
+    assert state[S.highlight_source_key(S.CMP_PREFIX)] is None
+
+
+def test_large_selection_link_reopens_whole(app_env):
+    """Issue 20, defect 3: a link kept 200 of 573 lassoed samples and said '200 chosen'."""
+    at = compare_with({"panels": "samples"})
+    table = next(d.value for d in at.dataframe if "wrong in all" in d.value.columns)
+    ids = [int(v) for v in table["sample"]]
+    assert len(ids) == 100
+    from ui import views
+
+    monkey = views.MAX_URL_IDS
+    try:
+        views.MAX_URL_IDS = 40  # the tiny library has 100 samples: make 100 "too many for a URL"
+        at.checkbox(key=S.CMP_F_WRONG_ALL).check().run()
+        at.button(key=S.CMP_HIGHLIGHT_ROWS).click().run()
+        n = len(next(d.value for d in at.dataframe if "wrong in all" in d.value.columns))
+        assert n > 40
+        head = next(s.value for s in at.subheader if s.value.startswith("Highlighted samples"))
+        assert head.startswith(f"Highlighted samples: {n} ")
+        assert "hl" not in at.query_params and len(at.query_params["sel"]) == 16
+        link = dict(at.query_params)
+    finally:
+        views.MAX_URL_IDS = monkey
+    again = compare_with(link)
+    assert next(s.value for s in again.subheader if s.value.startswith("Highlighted samples")).startswith(
+        f"Highlighted samples: {n} ")
+    gone = compare_with({"sel": "0123456789abcdef"})
+    assert any("sel=0123456789abcdef" in w.value for w in gone.warning)
+    bad = compare_with({"sel": "../../etc/passwd"})
+    assert any("Ignored `sel=" in w.value for w in bad.warning)
+
+
+def test_figures_download_needs_no_widget_state(app_env, monkeypatch):
+    """Issue 20, defect 1: the "Figures HTML" file was built after the run, from a widget key that
+    was gone by then (KeyError cmp_color): no file and no message. Build every deferred download
+    outside the run, with an empty session state."""
+    from streamlit.delta_generator import DeltaGenerator
+
+    made = {}
+    original = DeltaGenerator.download_button
+
+    def spy(self, label, data, *args, **kwargs):
+        made[label] = data
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
+    at = compare_with({"color": "flip"})
+    assert set(made) == {"Coordinates CSV", "Coordinates Parquet", "Figures HTML", "Report HTML"}
+    import ui.compare
+    import ui.views
+
+    monkeypatch.setattr(ui.compare.st, "session_state", {})
+    monkeypatch.setattr(ui.views.st, "session_state", {})
+    html = made["Figures HTML"]().decode()
+    assert html.startswith("<!doctype html>") and ("right in both" in html or "wrong in both" in html)  # flip type, as drawn
+    assert made["Report HTML"]()
+
+
+def test_link_with_a_cell_outside_the_matrices_warns(app_env):
+    """Issue 20, defect 9: ``cell=9-9-9`` was ignored without a word."""
+    at = compare_with({"cell": "9-9-9"})
+    assert any("Ignored `cell=9-9-9`" in w.value and "3 confusion matrices" in w.value for w in at.warning)
+    assert any(s.value == "Highlighted samples: none" for s in at.subheader)
 
 
 def test_compare_link_restores_view_and_neighbours(app_env):

@@ -53,7 +53,7 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
         page.goto(f"{url}/Compare")
         page.locator(".js-plotly-plot").nth(FIRST_CONFUSION + 2).wait_for(timeout=120_000)
         wait_idle(page, timeout=120_000)
-        assert page.locator(".js-plotly-plot").count() == 9  # 3 scatters, 3 confusions, per-class delta, 2 deltas
+        assert page.locator(".js-plotly-plot").count() == 6  # 3 scatters, 3 confusions; the panels wait to be opened
         assert highlighted(page) == "Highlighted samples: none"
         full_screenshot(page, artifacts / "03_compare.png")
 
@@ -73,7 +73,8 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
         full_screenshot(page, artifacts / "05_compare_other_cell.png")
 
         # --- downloads are built when clicked (Streamlit's deferred data), and arrive whole
-        for label, expect in (("Report HTML", "<html"), ("Coordinates CSV", "sample_index")):
+        # "Figures HTML" arrived as nothing at all, silently (issue 20, defect 1)
+        for label, expect in (("Report HTML", "<html"), ("Coordinates CSV", "sample_index"), ("Figures HTML", "plotly")):
             with page.expect_download(timeout=120_000) as info:
                 page.get_by_role("button", name=label).click()
             body = Path(info.value.path()).read_text()

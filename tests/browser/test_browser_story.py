@@ -67,21 +67,21 @@ def run_story(folder: Path, cache: Path, artifacts: Path, log: Path | None = Non
     """The whole story against the library in ``folder``; ``models``: the reference first, then one other."""
     other = models.split(",")[1]
     with streamlit_server(folder, cache, log=log) as url, browser_page(width=1280) as page:
-        page.goto(f"{url}/Compare?models={models}")
+        page.goto(f"{url}/Compare?models={models}&panels=per_class,samples")
         page.get_by_text("paired bootstrap intervals").first.wait_for(timeout=180_000)
         page.locator(".js-plotly-plot").nth(4).wait_for(timeout=120_000)
         wait_idle(page, timeout=120_000)
         # 1. the headline and 2. the per-class delta
         body = page.locator("body").inner_text()
         (artifacts / "story_body.txt").write_text(body)
-        assert re.search(r"p [=<] 0\.\d+", body) and "paired bootstrap intervals" in body and "Net flips" in body
+        assert re.search(r"p [=<] 0\.\d+", body) and "paired bootstrap intervals" in body and "Net samples of the class" in body
         assert page.locator("text=change in per-class F1 against baseline").count() == 1
         full_screenshot(page, artifacts / "story_01_compare.png", width=1280)
 
         # 4. the sample table filtered to flips; a row click highlights the sample everywhere
         tables = page.locator('[data-testid="stDataFrame"]')
-        samples_table = 1  # the summary table comes first; the grid is a canvas, its headers are no DOM text
-        assert tables.count() >= 2
+        samples_table = 2  # the summary table, then the per-class table; the grid is a canvas, its headers are no DOM text
+        assert tables.count() >= 3
         page.get_by_text("Flipped", exact=True).click()
         page.wait_for_url(re.compile("flipped=1"), timeout=60_000)  # the URL is written at the end of the run
         wait_idle(page)

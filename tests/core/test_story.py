@@ -151,3 +151,29 @@ def test_neighbours_in_every_model(comparison):
         assert sample not in n.samples and sum(n.class_counts.values()) == 4
     with pytest.raises(UserError, match="not in the test split"):
         neighbours(comparison, 10**9)
+
+
+def test_headline_names_a_collapsed_class_whatever_mcnemar_says(comparison):
+    """Issue 20, defect 5: 'no significant difference' while one class is never right any more."""
+    import dataclasses
+
+    from asl_core.engine.story import collapsed_recall
+
+    ref, other = comparison.models
+    y = ref.features.labels
+    right = [c for c in range(10) if (ref.features.preds[y == c] == c).any()]
+    c = right[0]
+    preds = ref.features.preds.copy()
+    preds[y == c] = (c + 1) % 10  # class c is never right any more; every other answer unchanged
+    broken = dataclasses.replace(other, features=dataclasses.replace(other.features, preds=preds))
+    h = headline(comparison, broken, n_boot=50)
+    assert [t[0] for t in h.collapsed] == [c] and h.collapsed[0][2] == 0.0
+    lines = headline_lines(h, comparison.class_names)
+    assert "recall collapsed" in lines[0] and f"class {comparison.class_names[c]} " in lines[0]
+    assert "training" not in lines[0]
+    # the classes are named as classes, and by the F1 change the per-class chart shows
+    assert f"fell most: class {comparison.class_names[c]} (−" in lines[2]
+    assert collapsed_recall(0.3, 0.0) and collapsed_recall(0.8, 0.3) and not collapsed_recall(0.8, 0.5)
+    assert not collapsed_recall(0.0, 0.0)
+    train = headline(dataclasses.replace(comparison, split="train"), other, n_boot=50)
+    assert "**training** split" in headline_lines(train, comparison.class_names)[0]

@@ -1,0 +1,79 @@
+"""Compare's first screen, today's layout against issue 20's, side by side in one run (headless
+Chromium, CPU only), and a generated 1,000-class comparison.
+
+"old": the new code with the panels open that the old page drew up front (per class, confusion
+change and flips, separability, sample table: 6 plotly charts for two models); "new": the first
+screen alone (headline, aligned views, confusion matrices: 4 charts). Rows: cold (fresh server,
+empty engine cache), warm (second visit), warm reached from the sidebar (no page reload).
+
+    .venv/bin/python bench/bench_compare_layouts.py [--runs 2] [--many 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_app import DRAWN_JS, fmt, open_and_time  # noqa: E402
+
+from asl_core.testkit.browser import browser_page, streamlit_server, wait_idle  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+LAYOUTS = {"old (former first screen: + per class, flips, separability, samples)": ("&panels=per_class,flips,separability,samples", 6),
+           "new (headline, views, confusion matrices)": ("", 4)}
+
+
+def visit(folder: Path, path: str, charts: int, runs: int) -> dict[str, list[float]]:
+    res: dict[str, list[float]] = {}
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as cache, streamlit_server(folder, Path(cache), timeout=120) as url, \
+                browser_page(width=1280) as page:
+            res.setdefault("cold (new server, empty cache)", []).append(open_and_time(page, url + path, charts, 900_000))
+            res.setdefault("warm (second visit)", []).append(open_and_time(page, url + path, charts))
+            page.get_by_role("link", name="Home").first.click()
+            page.get_by_text("Checkpoint library").wait_for(timeout=120_000)
+            wait_idle(page)
+            t0 = time.perf_counter()
+            page.get_by_role("link", name="Compare").first.click()
+            page.wait_for_function(DRAWN_JS, arg=charts, timeout=180_000, polling=50)
+            res.setdefault("warm, from the sidebar (no page reload)", []).append(time.perf_counter() - t0)
+    return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--models", default="baseline,asloss")
+    p.add_argument("--many", type=int, default=1000, help="classes of the generated library (0 skips it)")
+    p.add_argument("--many-root", default="/tmp/asl-lens-many")
+    args = p.parse_args()
+    folder = ROOT / "checkpoints"
+    results: dict[str, dict[str, list[float]]] = {}
+    for name, (extra, charts) in LAYOUTS.items():
+        print(f"demo, {name} ...", flush=True)
+        results[f"demo, {name}"] = visit(folder, f"/Compare?models={args.models}{extra}", charts, args.runs)
+    if args.many:
+        from asl_core.testkit.many import make_many_class_library
+
+        root = Path(args.many_root) / str(args.many)
+        make_many_class_library(root / "lib", root / "data", args.many)
+        print(f"{args.many} classes, new layout ...", flush=True)
+        results[f"{args.many} classes, new layout"] = visit(root / "lib", "/Compare", 4, args.runs)
+    print(f"\n{'measure':<110} median (all runs)")
+    for group, rows in results.items():
+        for row, values in rows.items():
+            print(f"{group + ': ' + row:<110} {fmt(values)}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "bench_compare_layouts.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
