@@ -280,13 +280,16 @@ def resolve_models(files: list[str], asked: str) -> tuple[list[str], list[str]]:
 
 def default_comparison(files: list[str], asked: str | None = None) -> list[str]:
     """``asked`` (a link's ``?models=a,b``, with or without the extension) when at least two of
-    them are in the library, else the demo trio when present, else the first three files."""
+    them are in the library, else the demo trio when all of it is present, else the baseline and the next files, else the first three files."""
     if asked:
         wanted = resolve_models(files, asked)[0][:3]
         if len(wanted) >= 2:
             return wanted
     demo = [f"{n}{CHECKPOINT_SUFFIX}" for n in DEMO_COMPARISON if f"{n}{CHECKPOINT_SUFFIX}" in files]
-    return demo if len(demo) >= 2 else files[:3]
+    if len(demo) == len(DEMO_COMPARISON):
+        return demo
+    ref = f"{DEMO_COMPARISON[0]}{CHECKPOINT_SUFFIX}"  # the reference first, then the library's order
+    return ([ref] + [f for f in files if f != ref])[:3] if ref in files else files[:3]
 
 
 def preset_names() -> list[str]:
