@@ -84,9 +84,12 @@ upload = st.file_uploader("Checkpoint file", type=[s.lstrip(".") for s in librar
 choices_arch = library.architecture_choices()
 upload_data, upload_name = (upload.getvalue(), upload.name) if upload is not None else (None, None)
 config_upload = None
+# what appears once a file is chosen lives in one container, so the form below keeps its place (and
+# its elements) from run to run instead of being redrawn while a person fills it in
+about_upload = st.container()
 if upload is not None and upload.name.lower().endswith((".safetensors", ".bin")) and not library.is_ours(upload_data):
     # only for bare weights: a timm hub folder uploaded as its two files
-    config_upload = st.file_uploader("Its config.json, if it comes from a timm hub folder", type=["json"],
+    config_upload = about_upload.file_uploader("Its config.json, if it comes from a timm hub folder", type=["json"],
                                      key=S.CKPT_UPLOAD_CONFIG,
                                      help="A timm hub folder as two files: model.safetensors or pytorch_model.bin above "
                                           "and its config.json here (or the whole folder as a .zip above).")
@@ -102,7 +105,7 @@ if upload is not None:
         if current in (library.ARCH_AUTO, last_preselected):
             st.session_state[S.CKPT_UPLOAD_ARCH] = preselect
         st.session_state[S.CKPT_UPLOAD_SEEN] = (seen, preselect)
-    getattr(st, level)(about)
+    getattr(about_upload, level)(about)
 with st.form("upload_form", clear_on_submit=False):
     c1, c2, c3, c4 = st.columns(4)
     name = c1.text_input("Name in the library", key=S.CKPT_UPLOAD_NAME, placeholder="from the file name")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import os
 import re
 import sys
 import tempfile

@@ -224,7 +224,7 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
     with views_box:
         st.subheader("Projections (aligned)")
         top = st.columns([3, 1])
-        seed_color(url)
+        widgets.seed_color(url, S.CMP_COLOR, COLOR_BY)
         label = top[0].radio("Colour by", list(COLOR_BY), key=S.CMP_COLOR, horizontal=True, on_change=_needs_full_run)
         color_by = COLOR_BY[label]
         if top[1].button("Clear highlight", key=S.CMP_CLEAR):
@@ -267,19 +267,6 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
 
 def _needs_full_run() -> None:
     st.session_state[S.CMP_FULL_RUN] = True
-
-
-def seed_color(url) -> None:
-    short = {v: k for k, v in COLOR_BY.items()}
-
-    def parse(text: str) -> str:
-        if text in COLOR_BY:
-            return text
-        if text in short:
-            return short[text]
-        raise ValueError(f"not one of {', '.join(short)}")
-
-    url.seed(S.CMP_COLOR, "color", list(COLOR_BY)[0], parse=parse, dump=COLOR_BY.get)
 
 
 def neighbours(cmp, url, split_data, sample: int, layer: str) -> None:
@@ -394,7 +381,7 @@ def panel_pairs(cmp, url, layer: str) -> None:
                 f"of true class {names[p['true']]} predicted as {names[p['pred']]} by {ref.name} or {b.name}")
 
     with right:
-        st.caption(f"{len(pairs)} confused pairs, most confused first" + (f"; the 200 largest listed" if len(pairs) > 200 else "")
+        st.caption(f"{len(pairs)} confused pairs, most confused first" + ("; the 200 largest listed" if len(pairs) > 200 else "")
                    + f". change = {b.name} − {ref.name}; rate = share of the true class's samples. Click a row: its samples "
                    "light up in every view.")
         st.dataframe(table, hide_index=True, width="stretch", height=min(420, 35 * (len(table) + 1) + 3),

@@ -19,7 +19,7 @@ from asl_core.checkpoint import (CHECKPOINT_SUFFIX, CheckpointMeta, LoadedCheckp
                                  read_metadata)
 from asl_core.engine.analysis import splits_for
 from asl_core.data import PRESETS, DatasetSpec, KnownDataset, Split, known_datasets
-from asl_core.errors import CheckpointError, NotOurCheckpointError, UserError
+from asl_core.errors import CheckpointError, UserError
 
 UPLOAD_SUFFIXES = core_library.ACCEPTED_SUFFIXES
 

@@ -95,18 +95,20 @@ def scatter_look(prefix: str, class_names, method: str, container=None):
     return Look(marker_size=size, opacity=opacity, isolate=tuple(isolate) or None, axis_titles=(f"{label} 1", f"{label} 2"))
 
 
-def seed_color(url, key: str) -> None:
-    """``color=true|pred|correct|confidence`` (the labels are accepted too)."""
-    short = {v: k for k, v in COLOR_BY.items()}
+def seed_color(url, key: str, colors: dict[str, str] | None = None) -> None:
+    """``color=true|pred|correct|confidence`` (the labels are accepted too); ``colors`` maps a page's
+    labels to their short URL names (Explore's :data:`COLOR_BY` by default)."""
+    colors = COLOR_BY if colors is None else colors
+    short = {v: k for k, v in colors.items()}
 
     def parse(text: str) -> str:
-        if text in COLOR_BY:
+        if text in colors:
             return text
         if text in short:
             return short[text]
         raise ValueError(f"not one of {', '.join(short)}")
 
-    url.seed(key, "color", list(COLOR_BY)[0], parse=parse, dump=COLOR_BY.get)
+    url.seed(key, "color", list(colors)[0], parse=parse, dump=colors.get)
 
 
 def color_by(key: str, container=None) -> str:

@@ -47,7 +47,7 @@ from asl_core.checkpoint import LoadedCheckpoint, atomic_write_bytes, content_ha
 from asl_core.data import DatasetSpec, Splits, build_splits
 from asl_core.engine.features import Features, extract_features
 from asl_core.engine.gpu_projection import backend_for
-from asl_core.engine.projection import Projection, ProjectionConfig, project, project_aligned
+from asl_core.engine.projection import Projection, ProjectionConfig, project_aligned
 
 log = logging.getLogger(__name__)
 

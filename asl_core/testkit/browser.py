@@ -111,6 +111,24 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     page.wait_for_selector('[data-test-script-state="running"]', state="detached", timeout=timeout)
 
 
+def open_options(page, label: str) -> None:
+    """Open the list of the Streamlit selectbox labelled ``label`` (a react-aria combobox)."""
+    box = page.get_by_role("combobox", name=label)
+    box.scroll_into_view_if_needed()
+    box.click()
+    try:
+        page.get_by_role("option").first.wait_for(timeout=5_000)
+    except Exception:  # the click only focused it
+        box.press("ArrowDown")
+        page.get_by_role("option").first.wait_for(timeout=10_000)
+
+
+def pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
+    open_options(page, label)
+    page.get_by_role("option", name=option, exact=True).click()
+
+
 def full_screenshot(page, path, width: int = 1600) -> None:
     """Streamlit scrolls inside its main container, so grow the viewport to the content first."""
     height = page.evaluate(

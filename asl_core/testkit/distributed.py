@@ -12,10 +12,13 @@ The checks used by ``tests/distributed`` and ``bench/bench_distributed.py`` are 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
+import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,11 +47,31 @@ def _entry(rank: int, fn: Callable[..., Any], world_size: int, port: int, thread
         distributed.teardown()
 
 
+@contextlib.contextmanager
+def started_main() -> Any:
+    """Let spawned processes import only the script Python started as ``__main__``. A spawned
+    process re-runs the parent's ``__main__``, and a Streamlit script run (``AppTest`` too) installs
+    its page there and leaves it: a rank spawned after a page ran would run that page (and fail)."""
+    main = sys.modules.get("__main__")
+    started = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    own = getattr(main, "__spec__", None) is not None or (
+        getattr(main, "__file__", None) is not None and os.path.abspath(main.__file__) == started)
+    if own:
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def run_gloo(fn: Callable[..., Any], world_size: int, *args: Any, threads: int = 1) -> None:
     """``fn(ctx, *args)`` in ``world_size`` spawned CPU processes joined by gloo."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_entry, args=(fn, world_size, free_port(), threads, args), nprocs=world_size, join=True)
+    with started_main():
+        mp.spawn(_entry, args=(fn, world_size, free_port(), threads, args), nprocs=world_size, join=True)
 
 
 # --------------------------------------------------------------------------- a probe model

@@ -7,24 +7,12 @@ picker filters timm's 1,300+ names as one types. Screenshots: tests/_artifacts/1
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from asl_core.testkit import foreign as F
-from asl_core.testkit.browser import browser_page, full_screenshot, streamlit_server, wait_idle
+from asl_core.testkit.browser import browser_page, full_screenshot, pick, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser
-
-
-def pick(page, label: str, option: str) -> None:
-    """Choose ``option`` in the Streamlit selectbox labelled ``label`` (a react-aria combobox)."""
-    box = page.get_by_role("combobox", name=label)
-    box.scroll_into_view_if_needed()
-    box.click()
-    try:
-        page.get_by_role("option").first.wait_for(timeout=5_000)
-    except Exception:  # the click only focused it
-        box.press("ArrowDown")
-        page.get_by_role("option").first.wait_for(timeout=10_000)
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def test_foreign_models_import_explore_and_compare(artifacts, tmp_path):
@@ -59,6 +47,8 @@ def test_foreign_models_import_explore_and_compare(artifacts, tmp_path):
             wait_idle(page)
             if name == "timm-convnext":
                 full_screenshot(page, artifacts / "19_import_form_timm.png", width=1280)
+            # a rerun can briefly keep the form of the run before beside the new one (stale elements)
+            expect(page.get_by_label("Name in the library")).to_have_count(1, timeout=60_000)
             page.get_by_label("Name in the library").fill(name)
             pick(page, "Dataset (foreign files)", "digits-hard (preset)")
             page.get_by_role("button", name="Validate and add").click()

@@ -9,27 +9,9 @@ import shutil
 
 import pytest
 
-from asl_core.testkit.browser import browser_page, full_screenshot, streamlit_server, wait_idle
+from asl_core.testkit.browser import browser_page, full_screenshot, open_options, pick, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser
-
-
-def open_options(page, label: str) -> None:
-    """Open the list of the Streamlit selectbox labelled ``label`` (a react-aria combobox)."""
-    box = page.get_by_role("combobox", name=label)
-    box.scroll_into_view_if_needed()
-    box.click()
-    try:
-        page.get_by_role("option").first.wait_for(timeout=5_000)
-    except Exception:  # the click only focused it
-        box.press("ArrowDown")
-        page.get_by_role("option").first.wait_for(timeout=10_000)
-
-
-def pick(page, label: str, option: str) -> None:
-    """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
-    open_options(page, label)
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def in_viewport(page, locator) -> bool:

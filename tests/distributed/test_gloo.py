@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +50,20 @@ def gloo_run(tmp_path_factory):
               ("check_sharded_extraction", (path, tmp / "cache")),
               ("check_sharded_folder_extraction", (folder_path, tmp / "folder-cache", tmp / "decoded"))]
     error = None
+    # what a Streamlit page run earlier in this process leaves behind (the app tests run first): its
+    # script installed as __main__, which a spawned rank would run again (CI failed on that)
+    page = tmp / "page.py"
+    page.write_text(f"open({str(tmp / 'page-ran')!r}, 'w').write('ran')\nraise SystemExit(1)\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(page)
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = main
     try:
         run_gloo(run_checks, WORLD, tmp, checks)
     except Exception as exc:  # noqa: BLE001 - reported by the test whose check failed
         error = exc
+    finally:
+        sys.modules["__main__"] = saved
     return {"dir": tmp, "error": error, "spec": spec, "splits": splits, "checkpoint": path, "cache": tmp / "cache",
             "folder_spec": folder_spec, "folder_checkpoint": folder_path}
 
@@ -63,6 +74,11 @@ def passed(run: dict, check: str) -> None:
         pytest.fail(failed.read_text(), pytrace=False)
     if not (run["dir"] / f"{check}.ok").exists():
         pytest.fail(f"{check} did not run: {run['error']!r}", pytrace=False)
+
+
+def test_ranks_spawned_after_a_streamlit_page_do_not_run_it(gloo_run):
+    assert not (gloo_run["dir"] / "page-ran").exists()
+    assert gloo_run["error"] is None, gloo_run["error"]
 
 
 def test_global_batch_asloss_equals_one_process_loss_and_gradients(gloo_run):
