@@ -34,7 +34,10 @@ DEFAULT_BLOCK = 25
 CLASS_PAGE = 25         # per-class tables: rows per page
 FLIP_COLORS = (("right in both", "#9ecae1"), ("wrong in both", "#7f7f7f"), ("fixed (wrong → right)", "#2ca02c"),
                ("broken (right → wrong)", "#d62728"))
-COLOR_BY = {**widgets.COLOR_BY, "flip type": "flip", "Δ p(true class)": "dconf", "neighbourhood overlap": "overlap"}
+COLOR_BY = {**widgets.COLOR_BY, "flip type": "flip", "Δ p(true class)": "dconf", "neighbourhood overlap": "overlap",
+            "regression cluster": "cluster"}
+# the most worsened regression clusters get these colours (worst first), every other cluster grey
+CLUSTER_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#1f77b4")
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,22 @@ def other_model(cmp):
 def paints(cmp, color_by: str, overlap_k: int = 10) -> list[dict] | None:
     """Per view, what ``flip``/``dconf``/``overlap`` colour each projected point by. The same sample
     gets the same colour in every view (all three are about the reference against model B)."""
-    if color_by not in ("flip", "dconf", "overlap"):
+    if color_by not in ("flip", "dconf", "overlap", "cluster"):
         return None
     b = other_model(cmp)
     ref = cmp.reference
+    if color_by == "cluster":
+        n = int(st.session_state.get(S.CMP_N_CLUSTERS) or 20)
+        found = analysis.clusters(cmp, b, n)
+        worst = [r for r in found.rows if r["change"] < 0][: len(CLUSTER_COLORS)]
+        codes = np.full(len(found.assign), len(worst))
+        for rank, r in enumerate(worst):
+            codes[found.assign == r["cluster"]] = rank
+        full = {"codes": codes, "colors": [*CLUSTER_COLORS[: len(worst)], "#d0d0d0"],
+                "names": [f"cluster {r['cluster']}: {r['change']:+.2f} ({r['n']})" for r in worst]
+                + ["every cluster (none got worse)" if not worst else "the other clusters"],
+                "title": f"regression clusters ({n}, {ref.name} → {b.name} accuracy change, samples)"}
+        return [{**full, "codes": codes[m.projection.sample]} for m in cmp.models]
     if color_by == "flip":
         ra, rb = ref.features.correct, b.features.correct
         codes = np.where(ra & rb, 0, np.where(~ra & ~rb, 1, np.where(rb, 2, 3)))
@@ -240,8 +255,8 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
                        "(type to search), or colour by flip type, Δ p(true class) or neighbourhood overlap.")
         paint = paints(cmp, color_by)
         arrays = [dict(analysis.view_arrays(m), **({"paint": paint[i]} if paint else {})) for i, m in enumerate(cmp.models)]
-        if color_by in ("flip", "dconf", "overlap"):
-            color_by = "category" if color_by == "flip" else "value"
+        if color_by in ("flip", "dconf", "overlap", "cluster"):
+            color_by = "category" if color_by in ("flip", "cluster") else "value"
         views.scatter_row(arrays, [views.view_title(m) for m in cmp.models], class_names, color_by, hl.ids, P,
                           source=hl.source_view, look=look)
         st.caption(views.TRUST_NOTE + " Drag a box or lasso: the same samples light up in every view.")
@@ -331,13 +346,15 @@ def panel_per_class(cmp, url, layer: str) -> None:
     table = per_class_table(rows, ({"F1": "f1"}.get(metric, metric),))
     table.insert(1, f"largest |Δ {metric}|", change.round(3))
     table = table.iloc[order].reset_index(drop=True)
-    paged(table, S.CMP_CLASS_PAGE, "classes, most changed first; click a column header to sort")
+    paged(url, table, S.CMP_CLASS_PAGE, "page", "classes, most changed first; click a column header to sort")
 
 
-def paged(table: pd.DataFrame, page_key: str, what: str, **kwargs):
-    """``table`` one page at a time when long (a page picker), every float with 3 decimals."""
+def paged(url, table: pd.DataFrame, page_key: str, param: str, what: str, **kwargs):
+    """``table`` one page at a time when long (a page picker whose page is the URL's ``param``),
+    every float with 3 decimals."""
     pages = max(1, -(-len(table) // CLASS_PAGE))
     if pages > 1:
+        url.seed(page_key, param, 1, parse=views_int(1, pages))
         page = st.number_input(f"Page (of {pages}, {CLASS_PAGE} rows each)", 1, pages, key=page_key)
         part = table.iloc[(page - 1) * CLASS_PAGE : page * CLASS_PAGE]
         st.caption(f"Rows {(page - 1) * CLASS_PAGE + 1}-{(page - 1) * CLASS_PAGE + len(part)} of {len(table)} {what}.")
@@ -525,7 +542,8 @@ def panel_moved(cmp, url, layer: str) -> None:
         c = rows[(st.session_state.get(S.CMP_CLASS_PAGE + "_moved", 1) - 1) * CLASS_PAGE + row]["class"]
         return [int(v) for v in ref.features.index[y == c]], f"of class {cmp.class_names[c]} (neighbourhood overlap)"
 
-    paged(table, S.CMP_CLASS_PAGE + "_moved", "classes, lowest median overlap first; click a row to highlight the class",
+    paged(url, table, S.CMP_CLASS_PAGE + "_moved", "moved_page",
+          "classes, lowest median overlap first; click a row to highlight the class",
           key=S.CMP_OVERLAP_TABLE, on_select=_highlight_rows(S.CMP_OVERLAP_TABLE, ids_of), selection_mode="single-row")
 
 
@@ -542,7 +560,7 @@ def panel_clusters(cmp, url, layer: str) -> None:
     st.markdown(f"k-means with {n} clusters on {ref.name}'s standardised `{cmp.layer}` features, ranked by the change of "
                 f"accuracy from {ref.name} to {b.name}, worst first. **{len(worse)} of {len(clusters.rows)} clusters got "
                 f"worse** (overall {ref.metrics['accuracy']:.3f} → {b.metrics['accuracy']:.3f}). Click a row: its samples "
-                "light up in every view.")
+                "light up in every view; *Colour by → regression cluster* paints the 8 worst.")
     table = pd.DataFrame([{"cluster": r["cluster"], "n": r["n"], f"{ref.name} acc": r["acc_a"], f"{b.name} acc": r["acc_b"],
                            "change": r["change"],
                            "main classes": ", ".join(f"{names[c]} ({k})" for c, k in r["top_classes"])} for r in clusters.rows])
@@ -571,7 +589,7 @@ def panel_separability(cmp, url, layer: str) -> None:
 def panel_flips(cmp, url, layer: str) -> None:
     ref = cmp.reference
     normalized = bool(st.session_state.get(S.CMP_NORMALIZED))
-    for m in cmp.models[1:]:
+    for i, m in enumerate(cmp.models[1:]):
         st.subheader(f"{m.name} vs {ref.name}")
         left, right = st.columns([5, 6])
         delta = m.delta_normalized if normalized else m.delta
@@ -586,7 +604,7 @@ def panel_flips(cmp, url, layer: str) -> None:
         flips = flip_table(cmp, m)
         flips = flips.iloc[np.argsort(-np.abs(flips["net"].to_numpy()), kind="stable")].reset_index(drop=True)
         with right:
-            paged(flips, f"{S.CMP_CLASS_PAGE}_flips_{m.name}", "classes, largest net change first")
+            paged(url, flips, f"{S.CMP_CLASS_PAGE}_flips_{m.name}", f"flips_page{i + 1}", "classes, largest net change first")
 
 
 def panel_samples(cmp, url, layer: str) -> list[int]:

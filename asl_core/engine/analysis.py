@@ -162,13 +162,15 @@ def compare(
     for i, c in enumerate(ckpts):
         if feats[i] is not None:
             continue
-        on_batch = _extraction_progress(report, f"extracting {', '.join(wanted)} of {names[i]}", i / steps, 1 / steps)
+        on_batch = _progress_of(report, f"extracting {', '.join(wanted)} of {names[i]}", i / steps, 1 / steps, "images")
         feats[i] = cached_features(cache, c, spec, split, wanted, splits=splits, device=device, batch_size=batch_size,
                                    progress=on_batch)
     labels = feats[0].labels
-    report(f"projecting {layer} of {len(labels):,} samples with {projection.method} (cached after the first time)",
-           (len(ckpts) + 0.5) / steps)
-    projs = cached_projections(cache, ckpts, spec, split, layer, projection, [f.layers[layer] for f in feats], labels)
+    stage = f"projecting {layer} of {len(labels):,} samples with {projection.method} (cached after the first time)"
+    report(stage, len(ckpts) / steps)
+    on_model = _progress_of(report, stage, len(ckpts) / steps, 1 / steps, "models")
+    projs = cached_projections(cache, ckpts, spec, split, layer, projection, [f.layers[layer] for f in feats], labels,
+                               on_model=on_model)
     c_num = len(class_names)
     ref_pred, ref_cm = feats[0].preds, confusion(labels, feats[0].preds, c_num)
     models = []
@@ -196,18 +198,19 @@ def compare(
                       notes=tuple(notes))
 
 
-def _extraction_progress(report: Progress, stage: str, start: float, span: float) -> Callable[[int, int], None]:
-    """A per-batch callback for extraction that reports ``stage: 12,000 of 50,000 images, about
-    40 s left`` (the rate so far) at the right place of the overall fraction."""
+def _progress_of(report: Progress, stage: str, start: float, span: float, unit: str) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback (extraction's batches, projection's models) that reports
+    ``stage: 12,000 of 50,000 images, about 40 s left`` (the rate so far) at the right place of
+    the overall fraction."""
     t0 = time.monotonic()
 
-    def on_batch(done: int, total: int) -> None:
+    def on_step(done: int, total: int) -> None:
         elapsed = time.monotonic() - t0
         left = elapsed / done * (total - done) if done else 0.0
         eta = f", about {left:.0f} s left" if done < total and elapsed > 0.5 else ""
-        report(f"{stage}: {done:,} of {total:,} images{eta}", start + span * done / max(total, 1))
+        report(f"{stage}: {done:,} of {total:,} {unit}{eta}", start + span * done / max(total, 1))
 
-    return on_batch
+    return on_step
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -482,13 +482,14 @@ def cached_projections(
     config: ProjectionConfig,
     xs: list[np.ndarray],
     labels: np.ndarray,
+    on_model: Callable[[int, int], None] | None = None,
 ) -> list[Projection]:
-    """``project_aligned(xs, labels, config)`` through the cache; ``xs[i]`` are the features of
-    ``layer`` from ``ckpts[i]`` on ``split_name`` of ``spec``. Keyed by every model's hash, in order."""
+    """``project_aligned(xs, labels, config, on_model)`` through the cache; ``xs[i]`` are the features
+    of ``layer`` from ``ckpts[i]`` on ``split_name`` of ``spec``. Keyed by every model's hash, in order."""
     if len(ckpts) != len(xs):
         raise ValueError(f"{len(ckpts)} checkpoints for {len(xs)} feature matrices")
     if cache is None:
-        return project_aligned(xs, labels, config)
+        return project_aligned(xs, labels, config, on_model)
     parts = {"kind": "projection", "ckpts": [checkpoint_hash(c) for c in ckpts], "data": spec.key(),
              "split": split_name, "layer": layer, "params": config.to_dict(), "n": int(len(labels))}
     backend = backend_for(config.method, aligned_umap=config.align == "aligned_umap" and len(xs) > 1)
@@ -501,7 +502,7 @@ def cached_projections(
             return [_projection_from(*hit, i) for i in range(len(xs))]
         except (KeyError, TypeError, ValueError, IndexError):
             log.warning("cache entry projections/%s has unexpected contents; recomputing", key[:12])
-    projs = project_aligned(xs, labels, config)
+    projs = project_aligned(xs, labels, config, on_model)
     arrays = {f"coords_{i}": p.coords for i, p in enumerate(projs)}
     arrays["sample"] = projs[0].sample
     meta = {"trust": [p.trustworthiness for p in projs], "notes": [p.note for p in projs], "method": config.method,

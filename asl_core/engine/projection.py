@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -275,10 +276,12 @@ def align_to(reference: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return ((singular_sum / norm) * cc @ rotation + mu_r).astype(np.float32)
 
 
-def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfig()) -> list[Projection]:
+def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfig(),
+                    on_model: Callable[[int, int], None] | None = None) -> list[Projection]:
     """One projection per model over the same samples, aligned to the first model's.
 
-    ``Xs``: one ``[N, D_m]`` per model (same rows, dimensions may differ)."""
+    ``Xs``: one ``[N, D_m]`` per model (same rows, dimensions may differ). ``on_model(done, total)``
+    after each model's embedding (AlignedUMAP embeds them all at once: called once, at the end)."""
     if not Xs:
         raise ValueError("need at least one feature matrix")
     Xs = [_check_X(X) for X in Xs]
@@ -297,12 +300,18 @@ def project_aligned(Xs: list, labels, config: ProjectionConfig = ProjectionConfi
             warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
             mapper.fit([_pre_reduce(Z, config) for Z in Zs], relations=[relation] * (len(Xs) - 1))
         coords = [np.asarray(c, dtype=np.float32) for c in mapper.embeddings_]
+        if on_model:
+            on_model(len(Xs), len(Xs))
         for extra in notes[1:]:
             extra.extend(notes[0][len(base_notes):])
         for extra in notes:
             extra.append("aligned with AlignedUMAP")
     else:
-        coords = [np.asarray(_embed(Z, config, nt), dtype=np.float32) for Z, nt in zip(Zs, notes)]
+        coords = []
+        for Z, nt in zip(Zs, notes):
+            coords.append(np.asarray(_embed(Z, config, nt), dtype=np.float32))
+            if on_model:
+                on_model(len(coords), len(Zs))
         if config.align == "procrustes":
             coords = [coords[0]] + [align_to(coords[0], c) for c in coords[1:]]
             for nt in notes[1:]:

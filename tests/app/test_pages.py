@@ -210,6 +210,18 @@ def test_compare_every_panel_opens_from_a_link(app_env):
     assert (pairs["true"] != pairs["predicted as"]).all() and {"baseline rate", "clonal n", "change"} <= set(pairs.columns)
 
 
+def test_compare_colours_by_regression_cluster_from_a_link(app_env):
+    at = compare_with({"panels": "clusters", "clusters": "6", "color": "cluster", "b": "clonal"})
+    assert at.radio(key=S.CMP_COLOR).value == "regression cluster"
+    legend = next(m.value for m in at.markdown if "regression clusters (6, baseline → clonal" in m.value)
+    table = next(d.value for d in at.dataframe if "main classes" in d.value.columns)
+    worse = table[table["change"] < 0]
+    # the worsened clusters (at most 8) are named in the legend, worst first; the rest are grey
+    for _, row in worse.head(8).iterrows():
+        assert f"cluster {row['cluster']}: {row['change']:+.2f} ({row['n']})" in legend
+    assert ("the other clusters" if len(worse) else "none got worse") in legend
+
+
 def test_compare_headline_and_per_class(app_env):
     at = compare_with({"panels": "per_class,flips"})
     body = texts(at)

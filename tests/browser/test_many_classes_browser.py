@@ -46,13 +46,16 @@ def test_every_panel_renders_and_a_pair_click_highlights(many_library, artifacts
         assert "sel=" in page.url or "hl=" in page.url
         full_screenshot(page, artifacts / f"many_{classes}_pair_click.png", width=1280)
 
-        page.goto(f"{url}/Compare?panels={ALL_PANELS}")
+        # a link opens the per-class table on its third page and paints the worst regression clusters
+        page.goto(f"{url}/Compare?panels={ALL_PANELS}&page=3&color=cluster")
         page.get_by_text("Samples across models").first.wait_for(timeout=600_000)
         wait_idle(page, timeout=600_000)
+        body = page.locator("body").inner_text()
+        assert f"Rows 51-75 of {classes} classes, most changed first" in body
+        assert "regression clusters (20, baseline → asloss accuracy change, samples)" in body
         heads = heading_texts(page)
         for head in ("Per class", "Most confused pairs", "Agreement", "Where the representations diverge", "What moved",
                      "Regression clusters", "Separability per layer", "asloss vs baseline", "Samples across models"):
             assert any(h.startswith(head) for h in heads), head
-        body = page.locator("body").inner_text()
         assert "Traceback" not in body
         full_screenshot(page, artifacts / f"many_{classes}_all_panels.png", width=1280)

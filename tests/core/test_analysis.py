@@ -117,3 +117,22 @@ def test_figures():
                {"epoch": 2, "train_loss": 0.8, "train_ce": 0.7, "val_accuracy": 0.6}]
     names = [t.name for t in history_figure(history).data]
     assert names == ["train_loss", "train_ce", "val_accuracy", "embedding.agg", "embedding.sep", "embedding.scope", "embedding.as"]
+
+
+def test_compare_reports_each_stage_with_counts_in_order(ckpts, tmp_path):
+    """Issue 18, item 7: extraction counts images and projection counts models, the fraction
+    only grows, and a cached second run reports no extraction and no projection work."""
+    seen: list[tuple[str, float]] = []
+    config = ProjectionConfig(max_points=40)
+    compare(ckpts, projection=config, cache=DiskCache(tmp_path), device="cpu",
+            progress=lambda message, fraction: seen.append((message, fraction)))
+    messages = [m for m, _ in seen]
+    assert any(m.startswith("extracting embedding of m0: 50 of 50 images") for m in messages), messages
+    projecting = [m for m in messages if m.startswith("projecting embedding of 50 samples")]
+    assert any(": 1 of 2 models" in m for m in projecting) and projecting[-1].endswith(": 2 of 2 models"), projecting
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    again: list[str] = []
+    compare(ckpts, projection=config, cache=DiskCache(tmp_path), device="cpu",
+            progress=lambda message, fraction: again.append(message))
+    assert not any("images" in m or "models" in m for m in again), again
