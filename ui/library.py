@@ -7,6 +7,7 @@ atomic save under a sanitised name that never replaces an existing one).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,8 @@ def is_ours(data: bytes) -> bool:
     (n,) = struct.unpack("<Q", data[:8])
     if not 0 < n <= min(len(data) - 8, 100_000_000) or data[8:9] != b"{":
         return False
+    if META_KEY.encode() not in data[8:8 + n]:  # a bytes search before parsing (foreign headers can be large)
+        return False
     try:
         header = json.loads(data[8:8 + n])
     except (ValueError, RecursionError, UnicodeDecodeError):
@@ -172,7 +175,8 @@ def describe_upload(data: bytes, file_name: str) -> tuple[str, str | None, str]:
 
     if is_ours(data):
         return "info", None, "An ASL Lens checkpoint: it carries its architecture, classes and dataset."
-    suffix = "".join(Path(file_name).suffixes[-2:]) or ".bin"
+    suffix = "".join(Path(file_name).suffixes[-2:]).lower()
+    suffix = suffix if re.fullmatch(r"(\.[a-z0-9]{1,8}){1,2}", suffix) else ".bin"  # only the extension is kept
     with tempfile.TemporaryDirectory(prefix="asl-describe-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
@@ -180,6 +184,9 @@ def describe_upload(data: bytes, file_name: str) -> tuple[str, str | None, str]:
             d = describe(path, max_bytes=core_library.max_upload_bytes())
         except UserError as exc:
             return "error", None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a hostile file may break a reader in ways we did not foresee
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return "error", None, f"cannot read this file ({type(exc).__name__}: {first[:160]}); nothing in it was run"
     arch = None if d.arch else (d.guess.arch if d.guess else None)  # None: 'auto' (the file states it)
     level = "warning" if not d.arch and (d.guess is None or d.guess.confidence < 1.0) else "info"
     message = d.summary() + "."

@@ -122,7 +122,10 @@ def _named_object(source: Path | bytes | None) -> str | None:
 
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
                 pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-                raw = z.read(pkl)[: 16 << 20] if pkl else b""
+                raw = b""
+                if pkl:
+                    with z.open(pkl) as f:  # at most 16 MiB inflated, whatever the member claims
+                        raw = f.read(16 << 20)
     except (OSError, zipfile.BadZipFile, ValueError, KeyError, EOFError):
         return None
     unsafe = [g for g in _pickle_globals(bytes(raw)) if not g.startswith(_SAFE_MODULES)]
@@ -139,12 +142,58 @@ def pickle_refusal(exc: BaseException, source: Path | bytes | None = None) -> st
             "only tensors are accepted, and nothing in the file was run")
 
 
+def zip_entry_count(source: Path | bytes) -> int | None:
+    """The member count an untrusted zip's end record states (read before ``zipfile`` parses a
+    directory of any length); ``None`` when there is no end record (not a zip: let the reader say)."""
+    if isinstance(source, (bytes, bytearray)):
+        tail = bytes(source[-(65536 + 22):])
+    else:
+        with open(source, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - (65536 + 22)))
+            tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    count = struct.unpack("<H", tail[at + 10 : at + 12])[0]
+    return None if count == 0xFFFF else count  # 0xFFFF: a zip64 record says the real count
+
+
+def check_torch_zip(source: Path | bytes) -> None:
+    """torch.save's zip before ``torch.load`` reads it: a bounded member count and every member
+    stored, not compressed (torch.save never compresses; a deflated member can inflate 1000x)."""
+    import io
+
+    count = zip_entry_count(source)
+    if count is not None and count > MAX_ZIP_MEMBERS:
+        raise CheckpointError(f"refused: the archive has {count:,} members (at most {MAX_ZIP_MEMBERS:,})")
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+        return  # torch.load says what is wrong with it
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise CheckpointError(f"refused: the archive has {len(infos):,} members (at most {MAX_ZIP_MEMBERS:,})")
+    packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size]
+    if packed:
+        raise CheckpointError(f"refused: member {packed[0][:60]!r} is compressed; torch.save stores its members as they "
+                              "are (a compressed one could inflate far past the file's size)")
+
+
 def read_pickled(path: Path | None = None, data: bytes | None = None) -> Any:
     """``torch.load(weights_only=True)``, with one more allowed class: ``argparse.Namespace``,
     the ``args`` timm's train.py stores in its checkpoints (a plain attribute bag; what it holds
-    still passes the same allow-list). Nothing else is allowed through."""
+    still passes the same allow-list). Nothing else is allowed through. A zip (torch.save's
+    format) is checked first by :func:`check_torch_zip`."""
     import io
 
+    if data is not None:
+        head = bytes(data[:4])
+    else:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    if head.startswith(b"PK"):
+        check_torch_zip(data if data is not None else Path(path))
     source = io.BytesIO(data) if data is not None else path
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -218,6 +267,9 @@ class SafeZip:
 
     def __init__(self, path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES):
         self.max_bytes = max_bytes
+        count = zip_entry_count(path) if isinstance(path, (str, Path)) else None
+        if count is not None and count > MAX_ZIP_MEMBERS:  # before zipfile parses a directory of any length
+            raise CheckpointError(f"refused: the archive has {count:,} members (at most {MAX_ZIP_MEMBERS:,})")
         try:
             self.zip = zipfile.ZipFile(path)
             infos = self.zip.infolist()

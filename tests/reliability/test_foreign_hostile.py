@@ -100,6 +100,22 @@ def _timm_cases(src: Path, marker: str):
     buf = io.BytesIO()
     torch.save(bad, buf)
     yield "timm checkpoint with a code-running object", "model_kwargs outside the allow-list", "x.pth.tar", buf.getvalue()
+    cat = "sizes that would exhaust memory (review of issue 19)"
+    buf = io.BytesIO()
+    torch.save(dict(obj, args=argparse.Namespace(**dict(vars(obj["args"]), num_classes=10**12))), buf)
+    yield cat, "args.num_classes 10^12", "model_best.pth.tar", buf.getvalue()
+    buf = io.BytesIO()
+    torch.save(dict(obj, args=argparse.Namespace(**dict(vars(obj["args"]), num_classes=None)),
+                    state_dict={**obj["state_dict"], "classifier.weight": torch.empty(10**7, 0)}), buf)
+    yield cat, "a [10^7, 0] classifier (a 20 GB layer from a few bytes)", "model_best.pth.tar", buf.getvalue()
+    buf = io.BytesIO()
+    torch.save({"fc.weight": torch.zeros(4 << 20)}, buf)  # 16 MiB of zeros, deflated to a few KiB below
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, \
+            zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    yield cat, "torch.save zip re-packed with deflate (1000x)", "weights.pt", deflated.getvalue()
 
 
 def _pt2_cases(src: Path, marker: str):
@@ -129,10 +145,31 @@ def _pt2_cases(src: Path, marker: str):
         ("a name with code in it", lambda p: p["graph_module"]["graph"]["nodes"][0]["outputs"][0]["as_tensor"].update(
             name=f"x=__import__('os').system('touch {marker}')")),
         ("custom op", lambda p: p["graph_module"]["graph"]["nodes"][0].update(target="#evil.op")),
+        # review of issue 19: sympy computing 9**9**9**9 exactly never ends; sparse COO + to_dense writes out of bounds
+        ("shape expression 9**9**9**9", lambda p: _set_expr(p, "9**9**9**9")),
+        ("shape expression Pow(9, Pow(9, 9))", lambda p: _set_expr(p, "Pow(9, Pow(9, 9))")),
+        ("a 40-digit literal", lambda p: _set_expr(p, "9" * 40)),
+        ("aten._sparse_coo_tensor_with_dims_and_tensors", lambda p: p["graph_module"]["graph"]["nodes"][0].update(
+            target="torch.ops.aten._sparse_coo_tensor_with_dims_and_tensors.default")),
+        ("aten._to_dense", lambda p: p["graph_module"]["graph"]["nodes"][0].update(target="torch.ops.aten._to_dense.default")),
+        ("aten.as_strided", lambda p: p["graph_module"]["graph"]["nodes"][0].update(target="torch.ops.aten.as_strided.default")),
     ]:
         bad = json.loads(json.dumps(program))
         edit(bad)
         yield cat, label, "g.pt2", _rezip(src, {model: json.dumps(bad).encode()})
+    yield "sizes that would exhaust memory (review of issue 19)", "zero-stride weight of 64 GiB", "s.pt2", _pt2_stride0(src)
+
+
+def _pt2_stride0(src: Path) -> bytes:
+    """The first weight declared [131072, 131072] over its own few bytes with zero strides: 64 GiB
+    once copied, from an archive of a few KiB."""
+    weights_cfg = _pt2_name(src, "model_weights_config.json")
+    weights = _pt2_json(src, "model_weights_config.json")
+    entry = weights["config"][next(iter(weights["config"]))]
+    entry["tensor_meta"]["sizes"] = [{"as_int": 131072}, {"as_int": 131072}]
+    entry["tensor_meta"]["strides"] = [{"as_int": 0}, {"as_int": 0}]
+    entry["tensor_meta"]["storage_offset"] = {"as_int": 0}
+    return _rezip(src, {weights_cfg: json.dumps(weights).encode()})
 
 
 def _set_expr(program: dict, expr: str) -> None:
@@ -174,6 +211,14 @@ def _hub_cases(folder: Path, marker: str):
         data = b"{not json" if edit is None else json.dumps({**cfg, **edit}).encode()
         yield cat, label, "hub.zip", _hub_zip(data, weights)
     yield cat, "pytorch_model.bin with a code-running object", "hub.zip", _bin_hub(cfg, _evil_torch(marker))
+    buf = io.BytesIO()
+    torch.save({"head.fc.weight": torch.zeros(4 << 20)}, buf)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    yield ("sizes that would exhaust memory (review of issue 19)", "pytorch_model.bin deflated inside the hub zip",
+           "hub.zip", _bin_hub(cfg, inner.getvalue()))
     cat = "zip bombs and path traversal"
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:

@@ -25,12 +25,15 @@ import torch
 from asl_core.checkpoint.files import MAX_CHECKPOINT_BYTES, check_size, file_kind, read_pickled, read_safetensors
 from asl_core.checkpoint.foreign.guess import Guess, guess_arch
 from asl_core.checkpoint.foreign.model import ForeignModel
+from asl_core.checkpoint.foreign.hub import MAX_CLASSES
 from asl_core.checkpoint.foreign.state_dict import extract_state_dict, infer_in_channels, infer_num_classes
 from asl_core.checkpoint.format import LoadedCheckpoint, build_and_load, content_hash
 from asl_core.checkpoint.meta import CheckpointMeta
 from asl_core.checkpoint.recipe import IMAGENET_MEAN, IMAGENET_STD
 from asl_core.errors import CheckpointError, NotOurCheckpointError
 from asl_core.models import ARCHITECTURES, EXPORT_ARCH
+
+MAX_INPUT_SIDE = 1024  # px; an exported model's stated input is run once on a batch of 3 at import
 
 __all__ = ["Description", "ForeignModel", "Guess", "describe", "extract_state_dict", "foreign_checkpoint", "foreign_meta", "guess_arch",
            "read_foreign"]
@@ -105,6 +108,13 @@ def describe(path: str | Path, *, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Desc
                        notes=found.notes, has_ema=found.has_ema)
 
 
+def check_class_count(n: int) -> None:
+    """A class count stated by a file or read from its classifier's rows (an empty ``[10**7, 0]``
+    weight is a few bytes) is bounded before anything is sized by it."""
+    if not 2 <= int(n) <= MAX_CLASSES:
+        raise CheckpointError(f"the model has {int(n):,} classes; ASL Lens opens 2 to {MAX_CLASSES:,}")
+
+
 def foreign_meta(arch: str, num_classes: int, state: dict[str, torch.Tensor], name: str = "") -> CheckpointMeta:
     """Metadata for weights of a registry architecture that state nothing else: what can be
     inferred, sensible defaults otherwise (the behaviour before issue 19)."""
@@ -154,6 +164,8 @@ def _export_meta(found: ForeignModel, model: torch.nn.Module, name: str) -> Chec
     _, c, h, w = shape
     if h != w:
         raise CheckpointError(f"the exported model takes {h}x{w} images; only square inputs are supported")
+    if h > MAX_INPUT_SIDE:
+        raise CheckpointError(f"the exported model takes {h}x{w} images; ASL Lens feeds at most {MAX_INPUT_SIDE} px")
     try:
         with torch.no_grad():
             out = model(torch.zeros(3, c, h, w))  # 3: not the batch it was exported with, as inference will not be
@@ -200,6 +212,7 @@ def foreign_checkpoint(found: ForeignModel, arch: str | None = None, num_classes
     n = num_classes or n
     if n is None:
         raise CheckpointError("cannot infer the class count; pass num_classes")
+    check_class_count(n)
     if chosen.startswith("timm/"):
         meta = _stated_meta(found, chosen, int(n), name)
     else:

@@ -24,6 +24,7 @@ back the module hierarchy, so layers keep the user's names (``stem``, ``neck.1``
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -41,13 +42,18 @@ MEMBER = re.compile(r"^[A-Za-z0-9_]+$")
 EXPR_CHARS = re.compile(r"^[A-Za-z0-9_ +\-*/(),%<>=!]*$")
 # sympy functions torch's deserializer maps by name (torch.utils._sympy.functions) and sympy's own
 EXPR_FUNCS = {"FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt",
-              "CeilDiv", "Max", "Min", "Abs", "TruncToInt", "IntTrueDiv", "PowByNatural", "ToFloat", "Integer", "Add",
-              "Mul", "Pow", "Rational"}
+              "CeilDiv", "Max", "Min", "Abs", "TruncToInt", "IntTrueDiv", "ToFloat", "Integer", "Add", "Mul", "Rational"}
+# no powers (``**``, Pow, PowByNatural): sympy evaluates 9**9**9**9 exactly, and never ends
+MAX_LITERAL_DIGITS = 12
 # sympy's srepr of a shape symbol, as torch writes it: Symbol('s77', positive=True, integer=True)
 SREPR_SYMBOL = re.compile(r"Symbol\('([su]\d+)'(?:, (?:positive|integer|nonnegative|real)=(?:True|False))*\)")
 OPERATORS = {"getitem", "add", "sub", "mul", "floordiv", "truediv", "neg", "mod", "pow", "eq", "ne", "lt", "le", "gt",
              "ge", "and_", "or_"}
 DENIED_ATEN = {"from_file", "_print", "save"}  # reach the file system or the console
+# operators that build tensors from caller-supplied indices, sizes or strides without checking them
+# (a sparse COO tensor made dense writes out of bounds), or that alter storage in place
+DENIED_ATEN_PARTS = ("sparse", "to_dense", "as_strided", "unsafe_index", "unsafe_masked", "set_", "resize", "nested", "storage", "mkldnn",
+                     "_local_scalar", "from_blob", "quantize", "_efficientzerotensor", "_indices", "_values")
 PRETTY_TYPES = {None, "builtins.tuple", "builtins.list", "builtins.dict", "collections.OrderedDict"}
 KEPT_METADATA = ("nn_module_stack",)
 MAX_GRAPH_BYTES = 64 << 20
@@ -65,7 +71,8 @@ def _check_target(target: Any) -> None:
         raise refuse("a node without an operator name")
     if target.startswith("torch.ops.aten."):
         parts = target.split(".")
-        if len(parts) != 5 or not all(IDENT.match(p) for p in parts[3:]) or parts[3] in DENIED_ATEN:
+        if (len(parts) != 5 or not all(IDENT.match(p) for p in parts[3:]) or parts[3] in DENIED_ATEN
+                or any(bad in parts[3] for bad in DENIED_ATEN_PARTS)):
             raise refuse(f"operator {target[:80]!r} is not allowed")
         packet = getattr(torch.ops.aten, parts[3], None) if hasattr(torch.ops.aten, parts[3]) else None
         if packet is None or not isinstance(getattr(packet, parts[4], None), torch._ops.OpOverload):
@@ -81,7 +88,8 @@ def _check_expr(expr: Any) -> None:
     with ``sympy.sympify``, which evaluates Python, so only arithmetic over shape symbols passes."""
     if isinstance(expr, str):
         expr = SREPR_SYMBOL.sub(lambda m: m.group(1), expr)
-    if not isinstance(expr, str) or len(expr) > 200 or not EXPR_CHARS.match(expr) or "__" in expr or "=" in expr:
+    if (not isinstance(expr, str) or len(expr) > 200 or not EXPR_CHARS.match(expr) or "__" in expr or "=" in expr
+            or "**" in expr or any(len(d) > MAX_LITERAL_DIGITS for d in re.findall(r"\d+", expr))):
         raise refuse(f"a symbolic shape expression that is not plain arithmetic ({str(expr)[:60]!r})")
     for token in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr):
         if not (SYMBOL.match(token) or token in EXPR_FUNCS):
@@ -275,6 +283,8 @@ def _tensor(z: SafeZip, base: str, entry: Any, fqn: str) -> torch.Tensor:
     needed = offset + sum((n - 1) * s for n, s in zip(sizes, strides)) + 1 if all(sizes) else 0
     if needed > numel:  # as_strided past the end would read memory that is not the weight
         raise refuse(f"weight {fqn[:60]!r}: shape {sizes} with strides {strides} reaches past its {numel} values")
+    if math.prod(sizes) > numel:  # zero or overlapping strides: the clone below would be larger than the file
+        raise refuse(f"weight {fqn[:60]!r}: shape {sizes} holds more values than the {numel} stored")
     flat = torch.frombuffer(bytearray(raw), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
     return torch.as_strided(flat, sizes, strides, offset).clone()
 
@@ -290,6 +300,11 @@ def read_pt2(path, max_bytes: int) -> tuple[str, dict[str, torch.Tensor]]:
         model = model[: -len(".json")]
         if f"{root}/data/weights/{model}.pt" in names or f"{root}/data/constants/{model}.pt" in names:
             raise refuse("its weights are in the legacy pickled format; save it again with torch.export.save")
+        for member in (models[0], f"{root}/data/weights/{model}_weights_config.json",
+                       f"{root}/data/constants/{model}_constants_config.json"):
+            info = z.infos.get(member)
+            if info is not None and info.file_size > MAX_GRAPH_BYTES:  # before it is parsed
+                raise refuse(f"{member.rsplit('/', 1)[-1][:60]!r} is {info.file_size / 2**20:.0f} MiB of JSON")
         try:
             program = json.loads(z.read(models[0]))
             weights = json.loads(z.read(f"{root}/data/weights/{model}_weights_config.json"))
