@@ -51,6 +51,9 @@ def _upload(page, url: str, spare: Path) -> None:
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploader.wait_for(state="attached", timeout=180_000)  # a loaded machine renders the form late
     uploader.set_input_files(str(spare))
+    # choosing a file reruns the page to describe it; submit once that run is over, as a person would
+    page.get_by_text("An ASL Lens checkpoint: it carries its architecture").wait_for(timeout=120_000)
+    wait_idle(page, timeout=120_000)
     page.get_by_role("button", name="Validate and add").click(timeout=120_000)
 
 
