@@ -31,6 +31,8 @@ def test_upload_explore_compare(browser_library, artifacts, tmp_path):
         uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
         uploader.wait_for(state="attached", timeout=120_000)  # a loaded machine renders the form late
         uploader.set_input_files(str(spare))
+        page.get_by_text("An ASL Lens checkpoint: it carries its architecture").wait_for(timeout=60_000)
+        wait_idle(page)
         page.get_by_role("button", name="Validate and add").click()
         page.get_by_text("added asloss.safetensors to the library").wait_for(timeout=60_000)
         wait_idle(page)
