@@ -145,8 +145,14 @@ def pytest_sessionfinish(session, exitstatus):
         lines.append(f"| {k} | {v} |")
     lines.append(f"| peak RSS of the test process | {_peak_rss_mib():.0f} MiB |")
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.", ""]
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text("\n".join(lines))
+    # only a whole, passing run of the suite is the committed report; a partial run (one file, -k)
+    # goes beside the artifacts so that it cannot overwrite it with a fraction of the figures
+    here = Path(__file__).parent
+    ran = {Path(str(item.fspath)).name for item in session.items if Path(str(item.fspath)).parent == here}
+    whole = ran == {p.name for p in here.glob("test_*.py")} and not session.config.option.keyword and exitstatus == 0
+    target = REPORT if whole else ROOT / "tests" / "_artifacts" / "RELIABILITY.partial.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(lines))
     (ROOT / "tests" / "_artifacts").mkdir(parents=True, exist_ok=True)
     (ROOT / "tests" / "_artifacts" / "reliability.json").write_text(
         json.dumps({"cases": TALLY.cases, "facts": TALLY.facts}, indent=2, default=str))
