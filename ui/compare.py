@@ -127,12 +127,13 @@ def paints(cmp, color_by: str, overlap_k: int = 10) -> list[dict] | None:
         n = int(st.session_state.get(S.CMP_N_CLUSTERS) or 20)
         found = analysis.clusters(cmp, b, n)
         worst = [r for r in found.rows if r["change"] < 0][: len(CLUSTER_COLORS)]
-        codes = np.full(len(found.assign), len(worst))
+        # the grey rest first, so that the worsened clusters are drawn over it
+        codes = np.zeros(len(found.assign), dtype=int)
         for rank, r in enumerate(worst):
-            codes[found.assign == r["cluster"]] = rank
-        full = {"codes": codes, "colors": [*CLUSTER_COLORS[: len(worst)], "#d0d0d0"],
-                "names": [f"cluster {r['cluster']}: {r['change']:+.2f} ({r['n']})" for r in worst]
-                + ["every cluster (none got worse)" if not worst else "the other clusters"],
+            codes[found.assign == r["cluster"]] = rank + 1
+        full = {"codes": codes, "colors": ["#d0d0d0", *CLUSTER_COLORS[: len(worst)]],
+                "names": ["every cluster (none got worse)" if not worst else "the other clusters"]
+                + [f"cluster {r['cluster']}: {r['change']:+.2f} ({r['n']})" for r in worst],
                 "title": f"regression clusters ({n}, {ref.name} → {b.name} accuracy change, samples)"}
         return [{**full, "codes": codes[m.projection.sample]} for m in cmp.models]
     if color_by == "flip":
