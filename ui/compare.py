@@ -219,6 +219,8 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
     panels: one fragment, so a lasso, a click or a panel's control reruns only this part."""
     names = [m.name for m in cmp.models]
     class_names = cmp.class_names
+    warn_box = st.container()  # what the panels' link parameters were refused for (the page showed the rest)
+    shown_warnings = len(url.warnings)
     views_box = st.container()
     pick_b(cmp, url)
     panel_picker(url)
@@ -231,6 +233,8 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
             if key == "samples":
                 table_ids = got or []
 
+    for warning in url.warnings[shown_warnings:]:
+        warn_box.warning(warning)
     views.apply_link_highlight(url, P, cmp.reference.features.index, cmp.split,
                                cell_bounds=(len(cmp.models), cmp.num_classes))
     hl = views.highlight(cmp, P, table_ids)

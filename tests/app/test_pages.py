@@ -210,6 +210,14 @@ def test_compare_every_panel_opens_from_a_link(app_env):
     assert (pairs["true"] != pairs["predicted as"]).all() and {"baseline rate", "clonal n", "change"} <= set(pairs.columns)
 
 
+def test_a_panels_refused_link_value_is_said(app_env):
+    """A panel's link parameter out of range (here the neighbours compared) is ignored with a warning,
+    not silently (the panels run after the page has shown its own warnings)."""
+    at = compare_with({"panels": "moved", "overlap_k": "999"})
+    assert any("Ignored `overlap_k=999` from the link" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.slider(key=S.CMP_OVERLAP_K).value == 10
+
+
 def test_compare_colours_by_regression_cluster_from_a_link(app_env):
     at = compare_with({"panels": "clusters", "clusters": "6", "color": "cluster", "b": "clonal"})
     assert at.radio(key=S.CMP_COLOR).value == "regression cluster"
