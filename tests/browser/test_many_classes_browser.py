@@ -36,8 +36,16 @@ def test_every_panel_renders_and_a_pair_click_highlights(many_library, artifacts
         grid = page.locator('[data-testid="stDataFrame"]').nth(1)
         grid.scroll_into_view_if_needed()
         box = grid.bounding_box()
-        page.mouse.click(box["x"] + 16, box["y"] + 35 * 1.5)
-        page.get_by_text(re.compile(r"Highlighted samples: \d+ of true class n\d+ predicted as n\d+")).wait_for(timeout=60_000)
+        title = page.get_by_text(re.compile(r"Highlighted samples: \d+ of true class n\d+ predicted as n\d+"))
+        for attempt in range(3):  # the grid's canvas can take a click before it handles selections
+            page.mouse.click(box["x"] + 16, box["y"] + 35 * 1.5)
+            try:
+                title.wait_for(timeout=30_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                wait_idle(page)
         wait_idle(page)
         dimmed = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
             .filter(gd => gd._fullLayout && gd._fullLayout.dragmode === 'lasso')
