@@ -12,7 +12,6 @@ empty engine cache), warm (second visit), warm reached from the sidebar (no page
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -21,11 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_app import DRAWN_JS, fmt, open_and_time  # noqa: E402
+from bench_app import DRAWN_JS, open_and_time, report  # noqa: E402
 
 from asl_core.testkit.browser import browser_page, streamlit_server, wait_idle  # noqa: E402
 
-OUT = ROOT / "bench" / "out"
 LAYOUTS = {"old (former first screen: + per class, flips, separability, samples)": ("&panels=per_class,flips,separability,samples", 6),
            "new (headline, views, confusion matrices)": ("", 4)}
 
@@ -66,12 +64,7 @@ def main() -> int:
         make_many_class_library(root / "lib", root / "data", args.many)
         print(f"{args.many} classes, new layout ...", flush=True)
         results[f"{args.many} classes, new layout"] = visit(root / "lib", "/Compare", 4, args.runs)
-    print(f"\n{'measure':<110} median (all runs)")
-    for group, rows in results.items():
-        for row, values in rows.items():
-            print(f"{group + ': ' + row:<110} {fmt(values)}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_compare_layouts.json").write_text(json.dumps(results, indent=2))
+    report(results, "bench_compare_layouts.json", width=110)
     return 0
 
 
