@@ -181,15 +181,13 @@ def below_chance_hint(meta: CheckpointMeta) -> str | None:
 def evaluate_on(ck: LoadedCheckpoint, spec: DatasetSpec) -> LoadedCheckpoint:
     """Evaluate foreign weights on their dataset's validation and test splits, so the library can
     show their figures; a score below chance adds the preprocessing hint to the warnings."""
-    import torch
-
     from asl_core.data import build_splits
     from asl_core.engine.features import evaluate
+    from asl_core.engine.options import CPU
 
     splits = build_splits(spec)
     meta = ck.meta
-    cpu = torch.device("cpu")
-    metrics = {name: evaluate(ck.model, splits.split(name), meta.mean, meta.std, cpu, meta.num_classes,
+    metrics = {name: evaluate(ck.model, splits.split(name), meta.mean, meta.std, CPU, meta.num_classes,
                               channel_repeat=meta.channel_repeat) for name in ("val", "test")}
     meta = dataclasses.replace(meta, metrics=metrics)
     hint = below_chance_hint(meta)

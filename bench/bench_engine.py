@@ -35,6 +35,7 @@ import torch
 from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint
 from asl_core.data import Split, normalize
 from asl_core.engine.features import extract_features
+from asl_core.engine.options import InferenceOptions
 from asl_core.models import build_model
 from asl_core.engine.projection import ProjectionConfig, project, stratified_sample, warm_up
 
@@ -55,7 +56,7 @@ def bench_extraction(arch: str, layers: list[str], n: int, channels: int, size: 
                 model(xn[s : s + batch])
 
     def ours() -> None:
-        extract_features(ckpt, split, layers, device="cpu", batch_size=batch)
+        extract_features(ckpt, split, layers, InferenceOptions(device="cpu", batch_size=batch))
 
     bare(), ours()  # warm-up
     times: dict[str, list[float]] = {"bare": [], "ours": []}

@@ -26,6 +26,7 @@ from asl_core.engine.features import extract_features
 from asl_core.models import LayerTap, build_model
 from asl_core.objectives import ASLossObjective, Batch, CrossEntropyObjective
 from asl_core.training.loop import gather_batch
+from asl_core.engine.options import InferenceOptions
 
 
 def extraction(n: int, batch: int, side: int) -> dict:
@@ -38,10 +39,11 @@ def extraction(n: int, batch: int, side: int) -> dict:
     warm = Split(x=images.x[:batch], y=images.y[:batch], index=images.index[:batch])
     out = {}
     for label, amp, cl in (("fp32", None, False), ("bf16+channels_last", "bf16", True)):
-        extract_features(ckpt, warm, ["avgpool"], device="cuda", batch_size=batch, amp=amp, channels_last=cl)
+        opts = InferenceOptions(device="cuda", batch_size=batch, amp=amp, channels_last=cl)
+        extract_features(ckpt, warm, ["avgpool"], opts)
         torch.cuda.synchronize()
         start = time.perf_counter()
-        extract_features(ckpt, images, ["avgpool"], device="cuda", batch_size=batch, amp=amp, channels_last=cl)
+        extract_features(ckpt, images, ["avgpool"], opts)
         seconds = time.perf_counter() - start
         out[label] = round(n / seconds, 1)
     return {"extraction_images_per_s": out, "n": n, "batch": batch, "side": side,
@@ -74,12 +76,11 @@ def streaming(n: int, batch: int, side: int, workers: int) -> dict:
     meta = CheckpointMeta(arch="resnet50", num_classes=10, class_names=tuple(map(str, range(10))),
                           input_shape=(3, side, side), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     ckpt = LoadedCheckpoint(model=model, meta=meta)
-    extract_features(ckpt, split.subset(slice(0, batch)), ["avgpool"], device="cuda", batch_size=batch, amp="bf16",
-                     channels_last=True, workers=workers)  # warm-up: cuDNN autotuning, worker start
+    opts = InferenceOptions(device="cuda", batch_size=batch, amp="bf16", channels_last=True, workers=workers)
+    extract_features(ckpt, split.subset(slice(0, batch)), ["avgpool"], opts)  # warm-up: cuDNN autotuning, worker start
     torch.cuda.synchronize()
     start = time.perf_counter()
-    extract_features(ckpt, split, ["avgpool"], device="cuda", batch_size=batch, amp="bf16", channels_last=True,
-                     workers=workers)
+    extract_features(ckpt, split, ["avgpool"], opts)
     streamed = len(split) / (time.perf_counter() - start)
     model = model.cuda().eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, side, side, device="cuda").contiguous(memory_format=torch.channels_last)

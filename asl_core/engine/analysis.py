@@ -22,6 +22,7 @@ from asl_core.checkpoint import LoadedCheckpoint
 from asl_core.data import DatasetSpec, Splits, build_splits
 from asl_core.errors import LayerError, UserError
 from asl_core.engine.features import Features
+from asl_core.engine.options import InferenceOptions
 from asl_core.engine.metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table, mcnemar,
                       separability)
 from asl_core.models import embedding_layer, list_layers
@@ -126,14 +127,14 @@ def compare(
     cache: DiskCache | None = None,
     progress: Progress | None = None,
     metric_layers: list[str] | None = None,
-    device: str = "auto",
-    batch_size: int = 256,
+    options: InferenceOptions = InferenceOptions(),
 ) -> Comparison:
     """Analyse ``ckpts`` (first = reference) on ``split`` of their shared dataset.
 
     ``layer`` (default: the reference's embedding layer) is projected and must exist in every
     model; ``metric_layers`` (default ``[layer]``) get separability figures. ``progress(message,
-    fraction)`` is called as work proceeds."""
+    fraction)`` is called as work proceeds. ``options`` says how a model without cached
+    features is run (device, batch size, precision)."""
     if not ckpts:
         raise UserError("pick at least one model to analyse")
     report = progress or (lambda message, fraction: None)
@@ -152,7 +153,7 @@ def compare(
     names = _unique([model_name(c, i) for i, c in enumerate(ckpts)])
     steps = 2 * len(ckpts) + 1
     # the cache first: a fully cached Compare builds no split and decodes no image
-    feats: list[Features | None] = [cached_features_only(cache, c, spec, split, wanted) for c in ckpts]
+    feats: list[Features | None] = [cached_features_only(cache, c, spec, split, wanted, options) for c in ckpts]
     splits: Splits | None = None
     if any(f is None for f in feats):
         report("building the dataset", 0.0)
@@ -163,8 +164,7 @@ def compare(
         if feats[i] is not None:
             continue
         on_batch = _progress_of(report, f"extracting {', '.join(wanted)} of {names[i]}", i / steps, 1 / steps, "images")
-        feats[i] = cached_features(cache, c, spec, split, wanted, splits=splits, device=device, batch_size=batch_size,
-                                   progress=on_batch)
+        feats[i] = cached_features(cache, c, spec, split, wanted, splits=splits, options=options, progress=on_batch)
     labels = feats[0].labels
     stage = f"projecting {layer} of {len(labels):,} samples with {projection.method} (cached after the first time)"
     report(stage, len(ckpts) / steps)

@@ -46,6 +46,7 @@ from asl_core.settings import get_settings
 from asl_core.checkpoint import LoadedCheckpoint, atomic_write_bytes, content_hash
 from asl_core.data import DatasetSpec, Splits, build_splits
 from asl_core.engine.features import Features, extract_features
+from asl_core.engine.options import InferenceOptions
 from asl_core.engine.gpu_projection import backend_for
 from asl_core.engine.projection import Projection, ProjectionConfig, project_aligned
 
@@ -406,11 +407,12 @@ def features_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) ->
 
 
 def cached_features_only(cache: DiskCache | None, ckpt: LoadedCheckpoint, spec: DatasetSpec, split_name: str,
-                         layers: list[str], amp: str | None = None) -> Features | None:
-    """The cached features, or ``None``; touches no data (a cached Compare decodes no image)."""
+                         layers: list[str], options: InferenceOptions = InferenceOptions()) -> Features | None:
+    """The cached features, or ``None``; touches no data (a cached Compare decodes no image).
+    Of ``options`` only ``amp`` is in the key (the rest does not change the numbers)."""
     if cache is None:
         return None
-    key = _features_key(ckpt, spec, split_name, list(dict.fromkeys(layers)), amp)
+    key = _features_key(ckpt, spec, split_name, list(dict.fromkeys(layers)), options.amp)
     hit = cache.get("features", key)
     if hit is None:
         return None
@@ -431,10 +433,7 @@ def cached_features(
     split_name: str,
     layers: list[str],
     splits: Splits | None = None,
-    device: str = "auto",
-    batch_size: int = 256,
-    amp: str | None = None,
-    channels_last: bool = False,
+    options: InferenceOptions = InferenceOptions(),
     progress: Callable[[int, int], None] | None = None,
 ) -> Features:
     """``extract_features`` through the cache (``cache=None``: always compute). The cache is
@@ -442,19 +441,17 @@ def cached_features(
     has it (it must come from ``spec``). A miss streams each output into memory-mapped files of
     the new entry as batches come (:class:`MappedWriter`) and returns features mapped from them."""
     layers = list(dict.fromkeys(layers))
-    hit = cached_features_only(cache, ckpt, spec, split_name, layers, amp)
+    hit = cached_features_only(cache, ckpt, spec, split_name, layers, options)
     if hit is not None:
         return hit
     split = (splits or build_splits(spec)).split(split_name)
     if cache is None:
-        return extract_features(ckpt, split, layers, device=device, batch_size=batch_size, amp=amp,
-                                channels_last=channels_last, progress=progress, split_name=split_name)
-    key = _features_key(ckpt, spec, split_name, layers, amp)
+        return extract_features(ckpt, split, layers, options, progress=progress, split_name=split_name)
+    key = _features_key(ckpt, spec, split_name, layers, options.amp)
     writer = cache.writer("features", key)
     names = {f"layer:{name}": f"layer_{i}" for i, name in enumerate(layers)} | _SINK_NAMES
     try:
-        feats = extract_features(ckpt, split, layers, device=device, batch_size=batch_size, amp=amp,
-                                 channels_last=channels_last, progress=progress, split_name=split_name,
+        feats = extract_features(ckpt, split, layers, options, progress=progress, split_name=split_name,
                                  sink=lambda k, shape, dtype: writer.array(names[k], shape, dtype))
         writer.add("labels", feats.labels)
         writer.add("index", feats.index)

@@ -26,6 +26,7 @@ from asl_core.distributed import DistContext
 from asl_core.engine.cache import (DiskCache, _features_key, cached_features, features_from_arrays,
                                    features_to_arrays)
 from asl_core.engine.features import Features, extract_features
+from asl_core.engine.options import AMP_CHOICES, InferenceOptions
 from asl_core.errors import UserError, cli_entry
 from asl_core.models import embedding_layer, list_layers
 from asl_core.runtime import limit_threads
@@ -54,17 +55,14 @@ def sharded_features(
     split_name: str,
     layers: list[str],
     ctx: DistContext,
-    device: str | torch.device = "auto",
-    batch_size: int = 256,
-    amp: str | None = None,
-    channels_last: bool = False,
+    options: InferenceOptions = InferenceOptions(),
 ) -> Features:
     """:func:`asl_core.engine.cache.cached_features` spread over the ranks of ``ctx``: each rank
     extracts its contiguous slice of the split and writes it to ``cache`` as a shard; after a
     barrier rank 0 merges the shards in rank order under the single-process key and removes them.
     Every rank returns the merged features. A cache hit (on every rank) skips the work."""
     layers = list(dict.fromkeys(layers))
-    key = _features_key(ckpt, spec, split_name, layers, amp)
+    key = _features_key(ckpt, spec, split_name, layers, options.amp)
     hit = cache.get("features", key)
     if distributed.all_true(hit is not None, ctx):
         return features_from_arrays(*hit)
@@ -73,9 +71,8 @@ def sharded_features(
         raise UserError(f"the {split_name} split has {len(split)} samples, fewer than the {ctx.world_size} processes")
     part = distributed.shard_slice(len(split), ctx)
     own = split.subset(part)  # a streamed split: this rank decodes only its own files
-    feats = extract_features(ckpt, own, layers, device=device, batch_size=batch_size, amp=amp,
-                             channels_last=channels_last, split_name=split_name)
-    shard_keys = [_features_key(ckpt, spec, split_name, layers, amp, shard=(r, ctx.world_size))
+    feats = extract_features(ckpt, own, layers, options, split_name=split_name)
+    shard_keys = [_features_key(ckpt, spec, split_name, layers, options.amp, shard=(r, ctx.world_size))
                   for r in range(ctx.world_size)]
     cache.put("features-shards", shard_keys[ctx.rank], *features_to_arrays(feats))
     distributed.barrier(ctx)
@@ -108,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", help="comma list (default: the architecture's embedding layer); `--layers list` lists them")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision on CUDA")
+    p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision on CUDA")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format on CUDA")
     p.add_argument("--cache-dir", type=Path, help="cache root (default: $ASL_LENS_CACHE or .cache/)")
     p.add_argument("--threads", type=int, default=None)
     return p
@@ -132,14 +130,17 @@ def _run(args: argparse.Namespace, ctx: DistContext, device: torch.device) -> in
         raise UserError(f"{args.checkpoint.name} does not say which dataset it was trained on")
     layers = [s.strip() for s in (args.layers or embedding_layer(ckpt.meta.arch, list_layers(ckpt.model))).split(",") if s.strip()]
     spec = DatasetSpec.from_dict(ckpt.meta.dataset)
+    try:
+        options = InferenceOptions(device=device, batch_size=args.batch_size, amp=args.amp,
+                                   channels_last=args.channels_last)
+    except ValueError as e:
+        raise UserError(str(e).replace("batch_size", "--batch-size")) from None
     if ctx.active:
-        feats = sharded_features(DiskCache(args.cache_dir), ckpt, spec, args.split, layers, ctx, device=device,
-                                 batch_size=args.batch_size, amp=args.amp)
+        feats = sharded_features(DiskCache(args.cache_dir), ckpt, spec, args.split, layers, ctx, options)
         if not ctx.is_main:
             return 0
     else:
-        feats = cached_features(DiskCache(args.cache_dir), ckpt, spec, args.split, layers, device=device,
-                                batch_size=args.batch_size, amp=args.amp)
+        feats = cached_features(DiskCache(args.cache_dir), ckpt, spec, args.split, layers, options=options)
     if spec.source == "folder":  # the cached scan: what was skipped, in one line
         from asl_core.data.manifest import scan
 

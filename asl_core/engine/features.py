@@ -5,7 +5,7 @@ only ``[B, D]`` rows ever cross to the host. On CUDA the inputs go through pinne
 with non-blocking copies and the outputs land in pinned host buffers; a CUDA out-of-memory
 error halves the batch and retries (logged, and recorded in ``Features.oom_retries``).
 
-    feats = extract_features(ckpt, splits.test, ["block3", "embedding"], split_name="test")
+    feats = extract_features(ckpt, splits.test, ["block3", "embedding"], InferenceOptions(device="cpu"))
     feats.layers["embedding"]   # [N, 64] float32
 """
 
@@ -25,6 +25,7 @@ from torch import nn
 from asl_core.checkpoint import LoadedCheckpoint
 from asl_core.data import Split
 from asl_core.engine.metrics import classification_metrics
+from asl_core.engine.options import InferenceOptions
 from asl_core.errors import UserError
 from asl_core.models import LayerTap, resolve_layers
 from asl_core.runtime import pick_device
@@ -95,29 +96,25 @@ def extract_features(
     ckpt: LoadedCheckpoint,
     split: Split,
     layers: list[str],
-    device: str | torch.device = "auto",
-    batch_size: int = 256,
-    amp: str | None = None,
-    channels_last: bool = False,
+    options: InferenceOptions = InferenceOptions(),
     progress: Callable[[int, int], None] | None = None,
     split_name: str = "",
     forward: Forward | None = None,
     sink: Sink | None = None,
-    workers: int | None = None,
 ) -> Features:
     """Run ``ckpt.model`` over ``split`` (``x`` ``[N, C, H, W]`` in [0, 1], normalised here with
     the checkpoint's mean/std) and keep the pooled outputs of ``layers``.
 
-    ``amp`` (``"bf16"``/``"fp16"``) and ``channels_last`` apply on CUDA only. ``forward`` replaces
+    ``options`` says where and how (:class:`InferenceOptions`; autocast and channels-last apply
+    on CUDA only). ``forward`` replaces
     ``model(x)``; tests use it to simulate running out of memory. Unknown layers raise a
     ``LayerError`` (a ``ValueError``) that lists the valid names. The model's train/eval mode
     and device are restored afterwards."""
     meta = ckpt.meta
     if split.channels != meta.data_channels:
         raise UserError(f"the model expects {meta.data_channels}-channel data; the data has {split.channels}")
-    return run_model(ckpt.model, split, meta.mean, meta.std, layers, device=device, batch_size=batch_size, amp=amp,
-                     channels_last=channels_last, progress=progress, split_name=split_name, forward=forward,
-                     channel_repeat=meta.channel_repeat, sink=sink, workers=workers)
+    return run_model(ckpt.model, split, meta.mean, meta.std, layers, options, progress=progress, split_name=split_name,
+                     forward=forward, channel_repeat=meta.channel_repeat, sink=sink)
 
 
 def run_model(
@@ -126,40 +123,34 @@ def run_model(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     layers: list[str] = (),
-    device: str | torch.device = "auto",
-    batch_size: int = 256,
-    amp: str | None = None,
-    channels_last: bool = False,
+    options: InferenceOptions = InferenceOptions(),
     progress: Callable[[int, int], None] | None = None,
     split_name: str = "",
     forward: Forward | None = None,
     channel_repeat: int = 1,
     sink: Sink | None = None,
-    workers: int | None = None,
 ) -> Features:
     """The one inference loop: ``model`` over ``split`` normalised with ``mean``/``std``. Used by
     :func:`extract_features` (a checkpoint) and by training's evaluation (a model in training).
     ``channel_repeat`` 3 repeats a grayscale split's channel for a 3-channel model (``mean``/``std``
     then have 3 values). The split is read through a DataLoader (:func:`asl_core.data.split_loader`;
-    ``workers`` decode a streamed split). ``sink(key, shape, dtype)`` gives the arrays the rows
+    ``options.workers`` decode a streamed split). ``sink(key, shape, dtype)`` gives the arrays the rows
     are written into (the cache passes memory-mapped files, so no ``[N, D]`` array of any layer
     need be in RAM); by default they are host buffers."""
-    if amp not in (None, "bf16", "fp16"):
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(options, InferenceOptions):
+        raise TypeError(f"options must be an InferenceOptions, got {type(options).__name__}")
     if channel_repeat not in (1, 3) or (channel_repeat == 3 and split.channels != 1):
         raise ValueError(f"channel_repeat 3 needs 1-channel data and 1 keeps it; got {channel_repeat!r} for "
                          f"{split.channels}-channel data")
     layers = list(dict.fromkeys(layers))  # unique, in order
     resolve_layers(model, layers)  # fail on unknown names before any work
-    dev = pick_device(device)
+    dev = pick_device(options.device)
     n = len(split)
     if n == 0:
         raise UserError("the split is empty")
     with model_lock(model):
-        buffers, bs, notes = _run_batches(model, split, layers, mean, std, dev, batch_size, amp, channels_last,
-                                          progress, forward or _default_forward, channel_repeat, sink, workers)
+        buffers, bs, notes = _run_batches(model, split, layers, mean, std, dev, options, progress,
+                                          forward or _default_forward, channel_repeat, sink)
     arr = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in buffers.items()}
     return Features(
         layers={name: arr[f"layer:{name}"] for name in layers},
@@ -177,10 +168,10 @@ def run_model(
 
 
 def evaluate(model: nn.Module, split: Split, mean: tuple[float, ...], std: tuple[float, ...],
-             device: str | torch.device, num_classes: int, batch_size: int = 512, channel_repeat: int = 1) -> dict:
+             options: InferenceOptions, num_classes: int, channel_repeat: int = 1) -> dict:
     """Classification metrics of ``model`` on ``split`` plus its mean cross-entropy (``loss``),
     through the same loop as extraction. The model's mode and device are restored."""
-    feats = run_model(model, split, mean, std, (), device=device, batch_size=batch_size, channel_repeat=channel_repeat)
+    feats = run_model(model, split, mean, std, (), options, channel_repeat=channel_repeat)
     metrics = classification_metrics(feats.labels, feats.preds, num_classes)
     metrics["loss"] = float(torch.nn.functional.cross_entropy(torch.from_numpy(feats.logits), split.y))
     return metrics
@@ -193,14 +184,11 @@ def _run_batches(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     dev: torch.device,
-    batch_size: int,
-    amp: str | None,
-    channels_last: bool,
+    options: InferenceOptions,
     progress: Callable[[int, int], None] | None,
     forward: Forward,
     channel_repeat: int = 1,
     sink: Sink | None = None,
-    workers: int | None = None,
 ) -> tuple[dict[str, torch.Tensor | np.ndarray], int, list[str]]:
     """The batch loop over a DataLoader. Returns the output arrays (``layer:NAME`` ``[N, D]``,
     ``logits``, ``conf``, ``pred``), the batch size finally used and one note per out-of-memory
@@ -209,11 +197,12 @@ def _run_batches(
 
     n, on_cuda = len(split), dev.type == "cuda"
     was_training, home = model.training, _model_device(model)
-    use_cl = channels_last and on_cuda
+    use_cl = options.channels_last and on_cuda
+    amp = options.amp
     autocast = torch.autocast("cuda", dtype=AMP_DTYPES[amp]) if (amp and on_cuda) else contextlib.nullcontext()
     buffers: dict[str, torch.Tensor | np.ndarray] = {}
     notes: list[str] = []
-    bs = batch_size
+    bs = options.batch_size
     model.eval()
     model.to(dev)
     if use_cl:
@@ -234,7 +223,7 @@ def _run_batches(
     try:
         with torch.inference_mode(), LayerTap(model, layers, pool=True, detach=True) as tap:
             start = 0
-            for loaded, _, _ in split_loader(split, batch_size=batch_size, workers=workers, device=dev):
+            for loaded, _, _ in split_loader(split, batch_size=options.batch_size, workers=options.workers, device=dev):
                 pos = 0
                 while pos < loaded.shape[0]:
                     xb = loaded[pos : pos + bs].to(dev, torch.float32, non_blocking=on_cuda)

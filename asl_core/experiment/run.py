@@ -45,6 +45,7 @@ from asl_core.experiment.parallel import SERIAL, Workers, worker_splits
 from asl_core.experiment.search import EXTENSION_ROUNDS, SEARCH_GRIDS, SearchRecord, count_runs, search
 from asl_core.data.samplers import SAMPLERS
 from asl_core.engine.features import extract_features
+from asl_core.engine.options import InferenceOptions
 from asl_core.engine.metrics import classification_metrics, within_between_ratio
 from asl_core.models import ARCHITECTURES, paper_layers
 from asl_core.objectives import get_objective, method_names
@@ -109,8 +110,8 @@ def test_figures(result: TrainResult, split: Split, tail: Sequence[int], seed: i
     meta = result.meta
     layer = paper_layers(meta.arch)[0]
     # one batch over the whole split: the figures do not depend on an extraction batch size
-    feats = extract_features(LoadedCheckpoint(model=result.model, meta=meta), split, [layer], device="cpu",
-                             batch_size=max(1, len(split)))
+    feats = extract_features(LoadedCheckpoint(model=result.model, meta=meta), split, [layer],
+                             InferenceOptions(device="cpu", batch_size=max(1, len(split))))
     features = feats.layers[layer].astype(np.float64)
     y = feats.labels
     cls = classification_metrics(y, feats.preds, meta.num_classes)

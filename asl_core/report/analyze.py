@@ -17,6 +17,7 @@ from pathlib import Path
 from asl_core.checkpoint import atomic_write_bytes, load_checkpoint
 from asl_core.engine.analysis import compare
 from asl_core.engine.cache import DiskCache
+from asl_core.engine.options import InferenceOptions
 from asl_core.engine.projection import ALIGNS, METHODS, ProjectionConfig
 from asl_core.errors import UserError, cli_entry
 from asl_core.report.html import build_report
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
 
     cmp = compare(ckpts, split=args.split, layer=layers[0] if layers else None, projection=config, cache=cache,
-                  progress=progress, metric_layers=layers or None, device=args.device)
+                  progress=progress, metric_layers=layers or None, options=InferenceOptions(device=args.device))
     out = Path(args.out)
     try:
         atomic_write_bytes(out, build_report(cmp).encode())

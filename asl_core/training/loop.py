@@ -24,6 +24,7 @@ from asl_core.data import DatasetSpec, Split, Splits, build_splits, normalize, s
 from asl_core.data.samplers import epoch_batches, same_class_pairs
 from asl_core.distributed import SINGLE, DistContext, current, gather_rows, local_device, shard_sizes, shard_slice
 from asl_core.engine.features import evaluate, run_model
+from asl_core.engine.options import InferenceOptions
 from asl_core.engine.metrics import classification_metrics
 from asl_core.errors import UserError
 from asl_core.models import LayerTap, build_model, resolve_layers
@@ -153,15 +154,20 @@ def gather_batch(batch: Batch, sizes: list[int], ctx: DistContext) -> Batch:
     )
 
 
+def _eval_options(device: torch.device) -> InferenceOptions:
+    """Evaluation during training: larger batches than extraction's default (no layer is kept)."""
+    return InferenceOptions(device=device, batch_size=512)
+
+
 def evaluate_split(model: nn.Module, split: Split, splits: Splits, device: torch.device, num_classes: int,
                    ctx: DistContext = SINGLE) -> dict:
     """:func:`asl_core.engine.features.evaluate`, sharded over the ranks: each runs its contiguous
     slice and the logits are gathered in order, so every rank gets the whole split's metrics."""
     if not ctx.active or len(split) < ctx.world_size:
-        return evaluate(model, split, splits.mean, splits.std, device, num_classes)
+        return evaluate(model, split, splits.mean, splits.std, _eval_options(device), num_classes)
     part = shard_slice(len(split), ctx)
     own = split.subset(part)
-    feats = run_model(model, own, splits.mean, splits.std, (), device=device, batch_size=512)
+    feats = run_model(model, own, splits.mean, splits.std, (), _eval_options(device))
     logits = torch.from_numpy(feats.logits).to(device)
     logits = gather_rows(logits, shard_sizes(len(split), ctx.world_size), ctx).cpu()
     metrics = classification_metrics(split.y.numpy(), logits.argmax(1).numpy(), num_classes)

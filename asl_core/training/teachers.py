@@ -25,6 +25,7 @@ import torch
 from asl_core.checkpoint import LoadedCheckpoint, content_hash
 from asl_core.data import Split, normalize
 from asl_core.engine.features import run_model
+from asl_core.engine.options import InferenceOptions
 
 
 class LiveTeacher:
@@ -54,7 +55,8 @@ class FixedTeacher:
         self.meta = teacher.meta
         self.device = torch.device(device)
         self.logits = torch.from_numpy(
-            run_model(teacher.model, split, teacher.meta.mean, teacher.meta.std, (), device=self.device, batch_size=512).logits)
+            run_model(teacher.model, split, teacher.meta.mean, teacher.meta.std, (),
+                      InferenceOptions(device=self.device, batch_size=512)).logits)
         self.parents = {**LiveTeacher(teacher).parents, "teacher_mode": "fixed"}
 
     def to(self, device: torch.device | str) -> FixedTeacher:

@@ -17,12 +17,13 @@ from asl_core.errors import LayerError, UserError
 from asl_core.report.figures import confusion_figure, delta_figure, history_figure, layer_metrics_figure, scatter_figure
 from asl_core.engine.metrics import confusion
 from asl_core.engine.projection import ProjectionConfig
+from asl_core.engine.options import InferenceOptions
 
 
 @pytest.fixture()
 def comparison(ckpts, tmp_path):
     return compare(ckpts, split="test", projection=ProjectionConfig(max_points=40), cache=DiskCache(tmp_path),
-                   metric_layers=["embedding", "block3"], device="cpu")
+                   metric_layers=["embedding", "block3"], options=InferenceOptions(device="cpu"))
 
 
 def test_compare(comparison, engine_splits):
@@ -124,8 +125,8 @@ def test_compare_reports_each_stage_with_counts_in_order(ckpts, tmp_path):
     only grows, and a cached second run reports no extraction and no projection work."""
     seen: list[tuple[str, float]] = []
     config = ProjectionConfig(max_points=40)
-    compare(ckpts, projection=config, cache=DiskCache(tmp_path), device="cpu",
-            progress=lambda message, fraction: seen.append((message, fraction)))
+    compare(ckpts, projection=config, cache=DiskCache(tmp_path),
+            progress=lambda message, fraction: seen.append((message, fraction)), options=InferenceOptions(device="cpu"))
     messages = [m for m, _ in seen]
     assert any(m.startswith("extracting embedding of m0: 50 of 50 images") for m in messages), messages
     projecting = [m for m in messages if m.startswith("projecting embedding of 50 samples")]
@@ -133,6 +134,6 @@ def test_compare_reports_each_stage_with_counts_in_order(ckpts, tmp_path):
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     again: list[str] = []
-    compare(ckpts, projection=config, cache=DiskCache(tmp_path), device="cpu",
-            progress=lambda message, fraction: again.append(message))
+    compare(ckpts, projection=config, cache=DiskCache(tmp_path),
+            progress=lambda message, fraction: again.append(message), options=InferenceOptions(device="cpu"))
     assert not any("images" in m or "models" in m for m in again), again

@@ -13,10 +13,12 @@ import torch
 from asl_core.engine.cache import DiskCache, cached_features, cached_projections, default_root
 from asl_core.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from asl_core.engine.projection import ProjectionConfig
+from asl_core.engine.options import InferenceOptions
 
 
 def _feats(cache, ck, spec, splits):
-    return cached_features(cache, ck, spec, "test", ["embedding", "block3"], splits=splits, device="cpu")
+    return cached_features(cache, ck, spec, "test", ["embedding", "block3"], splits=splits,
+                           options=InferenceOptions(device="cpu"))
 
 
 def test_hit_across_instances_and_miss(tmp_path, ckpts, engine_spec, engine_splits):
@@ -30,7 +32,8 @@ def test_hit_across_instances_and_miss(tmp_path, ckpts, engine_spec, engine_spli
         np.testing.assert_array_equal(first.layers[name], second.layers[name])
     np.testing.assert_array_equal(first.index, second.index)
     _feats(again, ckpts[1], engine_spec, engine_splits)  # another model: a miss
-    cached_features(again, ckpts[0], engine_spec, "val", ["embedding"], splits=engine_splits, device="cpu")
+    cached_features(again, ckpts[0], engine_spec, "val", ["embedding"], splits=engine_splits,
+                    options=InferenceOptions(device="cpu"))
     assert again.misses == 2
     # features are folders of .npy files, filled through memory maps and read back mapped
     assert not list(tmp_path.rglob("*.pkl")) and len(list(tmp_path.rglob("*.d"))) == 3

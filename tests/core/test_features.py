@@ -11,11 +11,13 @@ import torch
 from asl_core.data import normalize
 from asl_core.errors import LayerError
 from asl_core.engine.features import extract_features
+from asl_core.engine.options import InferenceOptions
 
 
 def test_shapes_and_names(ckpts, engine_splits):
     split = engine_splits.test
-    f = extract_features(ckpts[0], split, ["block3", "embedding", "fc"], device="cpu", split_name="test")
+    f = extract_features(ckpts[0], split, ["block3", "embedding", "fc"], InferenceOptions(device="cpu"),
+                         split_name="test")
     n = len(split)
     assert list(f.layers) == ["block3", "embedding", "fc"]
     assert f.layers["block3"].shape == (n, 128) and f.layers["embedding"].shape == (n, 64)
@@ -30,7 +32,7 @@ def test_shapes_and_names(ckpts, engine_splits):
 
 def test_conv_maps_are_average_pooled(ckpts, engine_splits):
     ck, split = ckpts[0], engine_splits.test
-    f = extract_features(ck, split, ["block2"], device="cpu", batch_size=16)
+    f = extract_features(ck, split, ["block2"], InferenceOptions(device="cpu", batch_size=16))
     m = ck.model.eval()
     with torch.no_grad():
         x = normalize(split.x, ck.meta.mean, ck.meta.std)
@@ -40,17 +42,17 @@ def test_conv_maps_are_average_pooled(ckpts, engine_splits):
 
 def test_unknown_layer_lists_valid_names(ckpts, engine_splits):
     with pytest.raises(ValueError, match="valid layers: .*embedding") as info:
-        extract_features(ckpts[0], engine_splits.test, ["nope"], device="cpu")
+        extract_features(ckpts[0], engine_splits.test, ["nope"], InferenceOptions(device="cpu"))
     assert isinstance(info.value, LayerError)
 
 
 def test_train_mode_restored(ckpts, engine_splits):
     ck = ckpts[0]
     ck.model.train()
-    f_train_mode = extract_features(ck, engine_splits.test, ["embedding"], device="cpu")
+    f_train_mode = extract_features(ck, engine_splits.test, ["embedding"], InferenceOptions(device="cpu"))
     assert ck.model.training
     ck.model.eval()
-    f_eval = extract_features(ck, engine_splits.test, ["embedding"], device="cpu")
+    f_eval = extract_features(ck, engine_splits.test, ["embedding"], InferenceOptions(device="cpu"))
     assert not ck.model.training
     np.testing.assert_allclose(f_train_mode.logits, f_eval.logits, atol=1e-6)  # BatchNorm ran in eval mode
 
@@ -64,28 +66,40 @@ def test_oom_halves_the_batch_and_says_so(ckpts, engine_splits, caplog):
             raise torch.OutOfMemoryError("simulated")
         return model(x)
 
-    ref = extract_features(ckpts[0], engine_splits.test, ["embedding"], device="cpu", batch_size=8)
+    ref = extract_features(ckpts[0], engine_splits.test, ["embedding"], InferenceOptions(device="cpu", batch_size=8))
     with caplog.at_level(logging.WARNING, logger="asl_core.engine.features"):
-        f = extract_features(ckpts[0], engine_splits.test, ["embedding"], device="cpu", batch_size=32, forward=tight_memory)
+        f = extract_features(ckpts[0], engine_splits.test, ["embedding"], InferenceOptions(device="cpu", batch_size=32),
+                             forward=tight_memory)
     assert calls[:3] == [32, 16, 8] and f.oom_retries == 2 and f.batch_size == 8
     assert "out of memory" in caplog.text and len(f.notes) == 2
     np.testing.assert_allclose(f.layers["embedding"], ref.layers["embedding"], atol=1e-6)
 
 
-def test_bad_options(ckpts, engine_splits):
-    with pytest.raises(ValueError):
-        extract_features(ckpts[0], engine_splits.test, ["embedding"], amp="fp8")
-    with pytest.raises(ValueError):
-        extract_features(ckpts[0], engine_splits.test, ["embedding"], batch_size=0)
+@pytest.mark.parametrize("bad", [{"amp": "fp8"}, {"batch_size": 0}, {"batch_size": True}, {"batch_size": 2.0},
+                                 {"workers": -1}])
+def test_bad_options_are_refused_where_they_are_made(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        InferenceOptions(**bad)
+
+
+def test_options_are_one_frozen_value(ckpts, engine_splits):
+    opts = InferenceOptions(device="cpu", batch_size=8)
+    with pytest.raises(AttributeError):
+        opts.batch_size = 16  # type: ignore[misc]
+    with pytest.raises(TypeError, match="InferenceOptions"):  # the old keyword style is not silently taken
+        extract_features(ckpts[0], engine_splits.test, ["embedding"], "cpu")
+    f = extract_features(ckpts[0], engine_splits.test, ["embedding"], opts)
+    assert f.batch_size == 8 and f.device == "cpu"
 
 
 def test_concurrent_extractions_do_not_mix(ckpts, engine_splits):
     """Two app sessions sharing one cached model: hooks are model-wide, so calls are serialised."""
     from concurrent.futures import ThreadPoolExecutor
 
-    ref = extract_features(ckpts[0], engine_splits.test, ["block1", "embedding"], device="cpu")
+    ref = extract_features(ckpts[0], engine_splits.test, ["block1", "embedding"], InferenceOptions(device="cpu"))
     with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(lambda layer: extract_features(ckpts[0], engine_splits.test, [layer], device="cpu", batch_size=4),
+        runs = list(pool.map(lambda layer: extract_features(ckpts[0], engine_splits.test, [layer],
+                                                            InferenceOptions(device="cpu", batch_size=4)),
                              ["block1", "embedding"] * 3))
     for f in runs:
         (name, value), = f.layers.items()

@@ -13,6 +13,7 @@ from asl_core.data import build_splits, get_spec
 from asl_core.errors import UserError
 from asl_core.engine.features import evaluate
 from asl_core.training import TrainConfig, train
+from asl_core.engine.options import InferenceOptions
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def test_foreign_weights_with_a_dataset_are_evaluated(trained, tmp_path):
     meta = result.meta
     assert meta.source == "foreign" and meta.dataset == get_spec("digits-hard").to_dict()
     splits = build_splits(get_spec("digits-hard"))
-    again = evaluate(load_checkpoint(result.path).model, splits.test, meta.mean, meta.std, torch.device("cpu"), 10)
+    again = evaluate(load_checkpoint(result.path).model, splits.test, meta.mean, meta.std,
+                     InferenceOptions(device="cpu", batch_size=512), 10)
     assert meta.metrics["test"]["n"] == 500
     assert meta.metrics["test"]["accuracy"] == pytest.approx(again["accuracy"])
 
@@ -104,7 +106,7 @@ def test_rgb_weights_on_a_grayscale_preset_repeat_the_channel(resnet18_file, tmp
     assert ck.meta.channel_repeat == 3 and ck.meta.input_shape == (3, 8, 8) and ck.meta.data_channels == 1
     assert ck.meta.mean[0] == ck.meta.mean[1] == ck.meta.mean[2] and ck.meta.metrics["test"]["n"] == 60
     splits = build_splits(spec)
-    feats = extract_features(ck, splits.test, ["avgpool"], device="cpu")
+    feats = extract_features(ck, splits.test, ["avgpool"], InferenceOptions(device="cpu"))
     # what the model computes on the grayscale image repeated by hand, normalised with the recorded stats
     x = (splits.test.x.repeat(1, 3, 1, 1) - torch.tensor(ck.meta.mean).view(1, 3, 1, 1)) / torch.tensor(ck.meta.std).view(1, 3, 1, 1)
     with torch.no_grad():

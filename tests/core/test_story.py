@@ -16,6 +16,7 @@ from asl_core.engine.story import headline, neighbours, per_class_rows, tail_cla
 from asl_core.errors import UserError
 from asl_core.report.figures import class_palette, delta_figure, improvement, per_class_delta_figure, scatter_figure
 from asl_core.report.tables import filter_samples, flip_table, headline_lines, per_class_table, sample_table
+from asl_core.engine.options import InferenceOptions
 
 Y = np.array([0, 0, 0, 1, 1, 1, 2, 2])
 A = np.array([0, 0, 1, 1, 1, 0, 2, 2])
@@ -97,7 +98,8 @@ def test_per_class_delta_figure_sorted_by_change():
 
 @pytest.fixture()
 def comparison(ckpts, tmp_path):
-    return compare(ckpts, split="test", projection=ProjectionConfig(max_points=40), cache=DiskCache(tmp_path), device="cpu")
+    return compare(ckpts, split="test", projection=ProjectionConfig(max_points=40), cache=DiskCache(tmp_path),
+                   options=InferenceOptions(device="cpu"))
 
 
 def test_headline_and_tables(comparison, engine_splits):

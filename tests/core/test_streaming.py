@@ -19,6 +19,7 @@ from asl_core.data import manifest as manifest_mod
 from asl_core.data import sources
 from asl_core.data.loading import split_loader
 from asl_core.testkit.images import write_folder
+from asl_core.engine.options import InferenceOptions
 
 
 def _png_claiming(width: int, height: int) -> bytes:
@@ -146,7 +147,8 @@ def test_streamed_training_and_a_cached_compare_that_decodes_nothing(tmp_path, c
     assert result.meta.input_shape == (3, 16, 16) and result.meta.num_classes == 3
     cache = DiskCache(tmp_path / "features-cache")
     messages = []
-    first = analysis.compare([ckpt], cache=cache, device="cpu", progress=lambda m, f: messages.append(m))
+    first = analysis.compare([ckpt], cache=cache, progress=lambda m, f: messages.append(m),
+                             options=InferenceOptions(device="cpu"))
     assert any("of 9 images" in m for m in messages), messages  # the stage, images done and total
 
     # a fresh start: no in-process splits; any decode or split build now fails the test
@@ -158,7 +160,8 @@ def test_streamed_training_and_a_cached_compare_that_decodes_nothing(tmp_path, c
 
     monkeypatch.setattr(sources.FolderSource, "load", no_decoding)
     monkeypatch.setattr(analysis, "splits_for", no_decoding)
-    again = analysis.compare([ckpt], cache=DiskCache(tmp_path / "features-cache"), device="cpu")
+    again = analysis.compare([ckpt], cache=DiskCache(tmp_path / "features-cache"),
+                             options=InferenceOptions(device="cpu"))
     assert sources.decoded_count() == before
     np.testing.assert_array_equal(again.reference.features.preds, first.reference.features.preds)
     assert again.class_names == ("cat", "dog", "eel")

@@ -14,6 +14,7 @@ from asl_core.data import DatasetSpec, build_splits
 from asl_core.engine.features import evaluate
 from asl_core.training import TrainConfig, train
 from asl_core.training.cli import main
+from asl_core.engine.options import InferenceOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,8 @@ def test_asloss_training_gives_loadable_checkpoint_with_matching_metrics(tmp_pat
     assert set(first["layers"]["block3"]) == {"agg", "sep", "scope", "as"}
     splits = build_splits(tiny_spec)
     for split in ("val", "test"):
-        again = evaluate(ck.model, splits.split(split), meta.mean, meta.std, torch.device("cpu"), 10)
+        again = evaluate(ck.model, splits.split(split), meta.mean, meta.std,
+                         InferenceOptions(device="cpu", batch_size=512), 10)
         assert again["accuracy"] == pytest.approx(meta.metrics[split]["accuracy"])
         assert again["macro_f1"] == pytest.approx(meta.metrics[split]["macro_f1"])
     # the stored validation metrics are those of the best epoch, chosen on validation

@@ -26,6 +26,7 @@ from asl_core.testkit.images import write_folder
 from asl_core.testkit.distributed import free_port, run_checks, run_gloo
 from asl_core.library import validate_file
 from asl_core.training import TrainConfig, train
+from asl_core.engine.options import InferenceOptions
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD = 2
@@ -98,7 +99,8 @@ def test_sharded_extraction_equals_one_process_and_is_read_like_any_entry(gloo_r
     cache = DiskCache(cache_dir)
     merged = cached_features(cache, ckpt, spec, "test", layers)  # what the app calls
     assert (cache.hits, cache.misses) == (1, 0)
-    single = extract_features(ckpt, splits.test, layers, device="cpu", batch_size=64, split_name="test")
+    single = extract_features(ckpt, splits.test, layers, InferenceOptions(device="cpu", batch_size=64),
+                              split_name="test")
     assert len(merged) == len(splits.test) == 90
     for name in layers:
         np.testing.assert_allclose(merged.layers[name], single.layers[name], rtol=1e-5, atol=1e-6)
@@ -123,7 +125,8 @@ def test_sharded_folder_extraction_reads_only_each_ranks_files_and_equals_one_pr
     cache = DiskCache(tmp / "folder-cache")
     merged = cached_features(cache, ckpt, spec, "test", ["embedding"])
     assert (cache.hits, cache.misses) == (1, 0)
-    single = extract_features(ckpt, test, ["embedding"], device="cpu", batch_size=4, split_name="test", workers=0)
+    single = extract_features(ckpt, test, ["embedding"], InferenceOptions(device="cpu", batch_size=4, workers=0),
+                              split_name="test")
     np.testing.assert_array_equal(merged.index, test.index.numpy())  # same order as one process
     np.testing.assert_allclose(merged.layers["embedding"], single.layers["embedding"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(merged.logits, single.logits, rtol=1e-5, atol=1e-5)

@@ -12,6 +12,7 @@ from asl_core.checkpoint import CheckpointMeta, LoadedCheckpoint, load_checkpoin
 from asl_core.data import Split, get_spec
 from asl_core.engine.features import extract_features
 from asl_core.models import build_model
+from asl_core.engine.options import InferenceOptions
 
 pytestmark = pytest.mark.cuda
 
@@ -43,11 +44,11 @@ def images():
 def fp32(resnet, images):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    return extract_features(resnet, images, LAYERS, device="cuda", batch_size=32)
+    return extract_features(resnet, images, LAYERS, InferenceOptions(device="cuda", batch_size=32))
 
 
 def test_cuda_fp32_matches_the_cpu(resnet, images, fp32):
-    cpu = extract_features(resnet, images, LAYERS, device="cpu", batch_size=32)
+    cpu = extract_features(resnet, images, LAYERS, InferenceOptions(device="cpu", batch_size=32))
     assert fp32.device.startswith("cuda")
     for name in LAYERS:
         assert rel_err(fp32.layers[name], cpu.layers[name]) < 1e-4, name
@@ -56,7 +57,7 @@ def test_cuda_fp32_matches_the_cpu(resnet, images, fp32):
 
 @pytest.mark.parametrize("amp,tolerance", [("bf16", 3e-2), ("fp16", 5e-3)])
 def test_autocast_extraction_is_close_to_fp32(resnet, images, fp32, amp, tolerance):
-    half = extract_features(resnet, images, LAYERS, device="cuda", batch_size=32, amp=amp)
+    half = extract_features(resnet, images, LAYERS, InferenceOptions(device="cuda", batch_size=32, amp=amp))
     for name in LAYERS:
         assert half.layers[name].dtype == np.float32  # results are float32 whatever the compute dtype
         assert rel_err(half.layers[name], fp32.layers[name]) < tolerance, (amp, name)
@@ -64,7 +65,7 @@ def test_autocast_extraction_is_close_to_fp32(resnet, images, fp32, amp, toleran
 
 
 def test_channels_last_gives_the_same_features(resnet, images, fp32):
-    cl = extract_features(resnet, images, LAYERS, device="cuda", batch_size=32, channels_last=True)
+    cl = extract_features(resnet, images, LAYERS, InferenceOptions(device="cuda", batch_size=32, channels_last=True))
     for name in LAYERS:
         assert rel_err(cl.layers[name], fp32.layers[name]) < 1e-4, name
     assert next(resnet.model.parameters()).device.type == "cpu", "the model goes home afterwards"
@@ -81,7 +82,7 @@ def test_inputs_and_outputs_go_through_pinned_memory(resnet, images, monkeypatch
         return out
 
     monkeypatch.setattr(torch.Tensor, "pin_memory", counting)
-    feats = extract_features(resnet, images, LAYERS, device="cuda", batch_size=32)
+    feats = extract_features(resnet, images, LAYERS, InferenceOptions(device="cuda", batch_size=32))
     assert len(pinned) == 3 and all(pinned)  # one pinned copy per input batch
     assert len(feats) == len(images)
 
@@ -95,14 +96,14 @@ def test_a_real_out_of_memory_halves_the_batch(resnet):
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * 2**30 / total), 0)
     try:
-        feats = extract_features(resnet, big, ["avgpool"], device="cuda", batch_size=n)
+        feats = extract_features(resnet, big, ["avgpool"], InferenceOptions(device="cuda", batch_size=n))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, 0)
         torch.cuda.empty_cache()
     assert feats.oom_retries >= 1 and feats.batch_size < n
     assert all("out of memory" in note for note in feats.notes)
     reference = extract_features(resnet, Split(x=big.x[:64], y=big.y[:64], index=big.index[:64]), ["avgpool"],
-                                 device="cuda", batch_size=64)
+                                 InferenceOptions(device="cuda", batch_size=64))
     assert rel_err(feats.layers["avgpool"][:64], reference.layers["avgpool"]) < 1e-3
 
 

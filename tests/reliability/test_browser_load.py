@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from asl_core.testkit.browser import CHROMIUM, CHROMIUM_ARGS, WEBGL_ARGS, peak_rss_mib, streamlit_process
+from asl_core.engine.options import InferenceOptions
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def _expected_accuracy(library: Path) -> dict[tuple[str, str], float]:
         ck = load_checkpoint(library / f"{name}.safetensors")
         splits = build_splits(DatasetSpec.from_dict(ck.meta.dataset))
         for split in ("test", "val"):
-            f = extract_features(ck, splits.split(split), ["fc"], device="cpu", split_name=split)
+            f = extract_features(ck, splits.split(split), ["fc"], InferenceOptions(device="cpu"), split_name=split)
             out[name, split] = float(np.mean(f.preds == f.labels))
     return out
 

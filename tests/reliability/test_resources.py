@@ -12,6 +12,7 @@ from asl_core.data import DatasetSpec, build_splits
 from asl_core.engine.features import extract_features
 from asl_core.engine.metrics import separability
 from asl_core.engine.projection import ProjectionConfig, project
+from asl_core.engine.options import InferenceOptions
 
 
 def test_large_n_is_a_stated_stratified_sample(tally):
@@ -41,8 +42,8 @@ def test_out_of_memory_during_extraction_halves_the_batch(good_checkpoints, tall
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return model(x)
 
-    f = extract_features(ck, split, ["embedding"], device="cpu", batch_size=64, forward=tight_memory)
-    reference = extract_features(ck, split, ["embedding"], device="cpu", batch_size=64)
+    f = extract_features(ck, split, ["embedding"], InferenceOptions(device="cpu", batch_size=64), forward=tight_memory)
+    reference = extract_features(ck, split, ["embedding"], InferenceOptions(device="cpu", batch_size=64))
     assert f.batch_size == 8 and f.oom_retries == 3
     np.testing.assert_allclose(f.layers["embedding"], reference.layers["embedding"], rtol=1e-5, atol=1e-6)
     assert (f.preds == reference.preds).all()
