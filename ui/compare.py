@@ -76,8 +76,7 @@ def sidebar(url, files: list[str], folder) -> Sidebar:
     if not layers:
         st.error("These models share no layer names; compare models of one architecture family.")
         st.stop()
-    default = embedding_layer(library.load_model(paths[0]).meta.arch, layers)
-    url.seed(S.CMP_LAYER, "layer", default if default in layers else layers[0], options=layers)
+    url.seed(S.CMP_LAYER, "layer", default_layer(library.load_model(paths[0]), layers), options=layers)
     layer_label = widgets.layer_format_func(*[library.load_model(p) for p in paths])
     layer = st.selectbox("Layer (all models)", layers, key=S.CMP_LAYER, help="Only layers every chosen model has.",
                          format_func=layer_label)
@@ -88,6 +87,36 @@ def sidebar(url, files: list[str], folder) -> Sidebar:
     metric_layers = st.multiselect("Layers in the separability table", layers, key=S.CMP_METRIC_LAYERS,
                                    format_func=layer_label)
     return Sidebar(paths, split, layer, config, metric_layers, layer_label)
+
+
+def default_layer(reference, layers: list[str]) -> str:
+    """The layer a first visit projects: the reference's embedding layer when every model has it."""
+    default = embedding_layer(reference.meta.arch, layers)
+    return default if default in layers else layers[0]
+
+
+def warm_first_visit(folder, progress: Callable[[str, float], None] | None = None):
+    """Compute what a first visit to Compare opens (the default models, the test split, the
+    default layer, projection and separability layers, exactly as :func:`sidebar` seeds them) into
+    the disk cache, so that a freshly started server opens it without extracting or projecting.
+    ``asl-lens demo`` runs it after training. Returns the comparison, or ``None`` when the library
+    has fewer than two models or they share no layer."""
+    from pathlib import Path
+
+    from asl_core.checkpoint import list_checkpoints, load_checkpoint
+    from asl_core.engine.analysis import common_layers, compare
+
+    files = [p.name for p in list_checkpoints(Path(folder))]
+    if len(files) < 2:
+        return None
+    ckpts = [load_checkpoint(library.library_path(Path(folder), f)) for f in library.default_comparison(files)]
+    layers = common_layers(ckpts)
+    if not layers:
+        return None
+    layer = default_layer(ckpts[0], layers)
+    return compare(ckpts, split="test", layer=layer, projection=widgets.config_from(widgets.PROJECTION_DEFAULTS),
+                   cache=analysis.disk_cache(), progress=progress,
+                   metric_layers=list(dict.fromkeys([layer, *widgets.table_layers(layers, layer)])))
 
 
 # --------------------------------------------------------------------------- headline

@@ -1,30 +1,56 @@
-"""``python -m ui.serve run app.py [streamlit options]``: Streamlit's own command line,
-with the app's heavy imports done in a background thread while the server starts.
+"""``python -m ui.serve run app.py [streamlit options]``: Streamlit's own command line, opening
+its port once the pages' heavy imports are done.
 
 Streamlit imports a page's modules only when the first browser session runs it, so the first
-visitor after a start waited ~4 s for torch, scikit-learn, plotly and the engine to import
-(bench/bench_app.py, "cold (new server)"). Here they are imported as soon as the process starts;
-a session that arrives earlier simply waits on Python's import lock for the module it needs.
-``asl-lens app``/``demo --serve`` and the browser tests start the server this way.
+visitor after a start waited for torch, scikit-learn, plotly and the engine to import (about 7 s
+on 2 cores; bench/bench_app.py, "cold (new server)"). A background import thread only helped a
+visitor who came late. Here they are imported before the server listens: a started server is a
+ready one. ``asl-lens demo --serve`` and ``asl-lens app`` run it in their own process (what the
+demo imported stays imported); the browser tests start it as ``python -m ui.serve``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import sys
 import threading
 import time
 
 # what the pages import, heaviest first; the projection libraries load lazily (first UMAP/t-SNE)
 PRELOAD = ("torch", "sklearn.metrics", "plotly.graph_objects", "pandas", "asl_core.engine.analysis",
-           "asl_core.report.figures", "asl_core.report.tables", "ui.views", "ui.analysis", "ui.images",
-           "timm")  # timm: the upload form lists its 1,300+ architectures (its import takes seconds)
+           "asl_core.report.figures", "asl_core.report.tables", "ui.views", "ui.analysis", "ui.images", "ui.compare")
+# imported in the background once the server listens: only the upload form needs it (it lists
+# timm's 1,300+ architectures), and its import takes seconds
+LATER = ("timm",)
 
 _state: dict[str, object] = {"done": False, "seconds": None, "failed": []}
 
 
+@contextlib.contextmanager
+def before_the_runtime():
+    """Importing the ui modules before Streamlit's runtime exists makes each ``st.cache_data``
+    decorator log "No runtime found, using MemoryCacheStorageManager". It is harmless (the storage
+    is looked up again on every call, when the runtime exists), so it is not shown."""
+    import streamlit.runtime.caching.cache_data_api  # noqa: F401 - its logger's level is set when imported
+
+    logger = logging.getLogger("streamlit.runtime.caching.cache_data_api")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, object]:
     """Import ``modules`` (a failure is recorded, not raised: the page reports it when it runs)."""
+    with before_the_runtime():
+        return _preload(modules)
+
+
+def _preload(modules: tuple[str, ...]) -> dict[str, object]:
     t0 = time.perf_counter()
     try:
         from asl_core.runtime import limit_threads
@@ -41,11 +67,18 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, object]:
     return _state
 
 
-def main() -> int:
-    threading.Thread(target=preload, name="asl-lens-preload", daemon=True).start()
+def main(argv: list[str] | None = None) -> int:
+    """Streamlit's command line with ``argv`` (default ``sys.argv[1:]``); ``run`` preloads first."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        preload()
+        threading.Thread(target=preload, args=(LATER,), name="asl-lens-preload", daemon=True).start()
+        if _state["failed"]:
+            print(f"ASL Lens: some imports failed (the pages that need them will say): {'; '.join(_state['failed'])}",
+                  file=sys.stderr)
     from streamlit.web.cli import main as streamlit_main
 
-    sys.argv = ["streamlit", *sys.argv[1:]]
+    sys.argv = ["streamlit", *argv]
     return streamlit_main()
 
 

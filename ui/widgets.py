@@ -63,19 +63,32 @@ def projection_config(prefix: str, container=None) -> ProjectionConfig:
     """Projection method and its parameters; keys are ``{prefix}_proj_method`` etc. The values
     come from session state (``seed_projection`` first)."""
     c = container or st
-    method = c.selectbox("Projection", PROJECTIONS, key=S.proj_key(prefix, "method"),
-                         format_func=PROJECTION_NAMES.get)
+    values = {"method": c.selectbox("Projection", PROJECTIONS, key=S.proj_key(prefix, "method"),
+                                    format_func=PROJECTION_NAMES.get)}
+    if values["method"] == "tsne":
+        values["perplexity"] = c.slider("Perplexity", 5, 100, key=S.proj_key(prefix, "perplexity"))
+    if values["method"] == "umap":
+        values["neighbors"] = c.slider("Neighbours", 2, 100, key=S.proj_key(prefix, "neighbors"))
+        values["min_dist"] = c.slider("Min distance", 0.0, 1.0, step=0.05, key=S.proj_key(prefix, "min_dist"))
+    values["seed"] = c.number_input("Seed", 0, 10_000, key=S.proj_key(prefix, "seed"))
+    values["max_points"] = c.number_input("Max points", 100, 200_000, step=1000, key=S.proj_key(prefix, "max_points"),
+                                          help="Above this a stratified sample is projected (the page says so).")
+    values["standardize"] = c.checkbox("Standardise features", key=S.proj_key(prefix, "standardize"))
+    return config_from(values)
+
+
+def config_from(values: dict) -> ProjectionConfig:
+    """The projection the widgets' ``values`` (named as in :data:`PROJECTION_DEFAULTS`) describe;
+    ``config_from(PROJECTION_DEFAULTS)`` is what a first visit projects."""
+    method = values["method"]
     kwargs: dict = {}
     if method == "tsne":
-        kwargs["perplexity"] = float(c.slider("Perplexity", 5, 100, key=S.proj_key(prefix, "perplexity")))
+        kwargs["perplexity"] = float(values["perplexity"])
     if method == "umap":
-        kwargs["n_neighbors"] = int(c.slider("Neighbours", 2, 100, key=S.proj_key(prefix, "neighbors")))
-        kwargs["min_dist"] = float(c.slider("Min distance", 0.0, 1.0, step=0.05, key=S.proj_key(prefix, "min_dist")))
-    kwargs["seed"] = int(c.number_input("Seed", 0, 10_000, key=S.proj_key(prefix, "seed")))
-    kwargs["max_points"] = int(c.number_input("Max points", 100, 200_000, step=1000, key=S.proj_key(prefix, "max_points"),
-                                              help="Above this a stratified sample is projected (the page says so)."))
-    kwargs["standardize"] = bool(c.checkbox("Standardise features", key=S.proj_key(prefix, "standardize")))
-    return ProjectionConfig(method=method, **kwargs)
+        kwargs["n_neighbors"] = int(values["neighbors"])
+        kwargs["min_dist"] = float(values["min_dist"])
+    return ProjectionConfig(method=method, seed=int(values["seed"]), max_points=int(values["max_points"]),
+                            standardize=bool(values["standardize"]), **kwargs)
 
 
 def scatter_look(prefix: str, class_names, method: str, container=None):

@@ -32,7 +32,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_process(checkpoints: Path, cache: Path, script: str | Path = "app.py", env: dict | None = None,
-                      timeout: float = 60.0, log: Path | None = None,
+                      timeout: float = 120.0, log: Path | None = None,
                       command: list[str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Yields ``(base URL, process)`` of a running ``streamlit run script``, started like the
     product starts it (``python -m ui.serve``: imports preloaded; ``command``
@@ -77,7 +77,7 @@ def streamlit_process(checkpoints: Path, cache: Path, script: str | Path = "app.
 
 @contextlib.contextmanager
 def streamlit_server(checkpoints: Path, cache: Path, script: str | Path = "app.py", env: dict | None = None,
-                     timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
+                     timeout: float = 120.0, log: Path | None = None) -> Iterator[str]:
     """Yields the base URL of a running ``streamlit run script``."""
     with streamlit_process(checkpoints, cache, script, env, timeout, log) as (url, _):
         yield url

@@ -489,3 +489,33 @@ def test_checkpoints_page_names_skipped_data_files(app_env, tmp_path, monkeypatc
     monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(folder))
     at = run("app_pages/01_Checkpoints.py")
     assert any("a/zero.png (zero bytes)" in w.value for w in at.warning), texts(at)
+
+
+def test_a_warmed_first_compare_extracts_and_projects_nothing(app_env, tmp_path, monkeypatch):
+    """``asl-lens demo`` computes Compare's first view into the disk cache (``warm_first_visit``):
+    a freshly started server then opens it without running a model or a projection. The same
+    page on an empty cache does run them (so this test can fail)."""
+    import asl_core.engine.cache as engine_cache
+    from ui import analysis as ui_analysis
+    from ui import compare as ui_compare
+
+    cmp = ui_compare.warm_first_visit(app_env)
+    assert [m.name for m in cmp.models] == ["baseline", "asloss", "clonal"]
+
+    calls = []
+
+    def computed(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(engine_cache, "extract_features", computed)
+    monkeypatch.setattr(engine_cache, "project_aligned", computed)
+    ui_analysis._memory()[0].clear()  # a fresh server: nothing in memory
+    at = run("app_pages/03_Compare.py")
+    assert len(at.get("plotly_chart")) == 3 + 3 and not calls
+
+    monkeypatch.setenv("ASL_LENS_CACHE", str(tmp_path / "empty-cache"))
+    ui_analysis._memory()[0].clear()
+    at = AppTest.from_file(str(ROOT / "app_pages/03_Compare.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert at.exception and calls

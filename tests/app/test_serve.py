@@ -50,3 +50,18 @@ def test_killing_asl_lens_app_stops_the_server(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_server_starts_listening_only_after_the_pages_imports(monkeypatch):
+    """The first visitor of a freshly started server waited ~7 s for torch, scikit-learn and the
+    engine to import: ``run`` now imports them before handing over to Streamlit."""
+    import streamlit.web.cli as streamlit_cli
+
+    seen = {}
+    monkeypatch.setattr(serve, "_state", {"done": False, "seconds": None, "failed": []})
+    monkeypatch.setattr(serve, "LATER", ())
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setattr(streamlit_cli, "main", lambda: seen.setdefault("imports done", serve._state["done"]) and 0)
+    assert serve.main(["run", "app.py"]) == 0
+    assert seen["imports done"] is True and all(name in sys.modules for name in serve.PRELOAD)
+    assert sys.argv == ["streamlit", "run", "app.py"]
