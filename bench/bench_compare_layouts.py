@@ -4,7 +4,9 @@ Chromium, CPU only), and a generated 1,000-class comparison.
 "old": the new code with the panels open that the old page drew up front (per class, confusion
 change and flips, separability, sample table: 6 plotly charts for two models); "new": the first
 screen alone (headline, aligned views, confusion matrices: 4 charts). Rows: cold (fresh server,
-empty engine cache), warm (second visit), warm reached from the sidebar (no page reload).
+empty engine cache), warm (second visit), warm reached from the sidebar (no page reload); and
+the default view (no ``models=``) on a freshly started server with the cache ``asl-lens demo``
+leaves (its first view computed by ``ui.compare.warm_first_visit``).
 
     .venv/bin/python bench/bench_compare_layouts.py [--runs 2] [--many 1000]
 """
@@ -45,6 +47,28 @@ def visit(folder: Path, path: str, charts: int, runs: int) -> dict[str, list[flo
     return res
 
 
+def visit_as_demo_leaves_it(folder: Path, runs: int) -> dict[str, list[float]]:
+    """A freshly started server on the cache ``asl-lens demo`` leaves: Compare's first view (its
+    default models, 3 in the demo) computed into the disk cache by ``warm_first_visit``."""
+    import os
+
+    from ui.compare import warm_first_visit
+
+    res: dict[str, list[float]] = {}
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["ASL_LENS_CACHE"] = cache
+            try:
+                cmp = warm_first_visit(folder)
+            finally:
+                del os.environ["ASL_LENS_CACHE"]
+            charts = 2 * len(cmp.models)
+            with streamlit_server(folder, Path(cache), timeout=120) as url, browser_page(width=1280) as page:
+                res.setdefault("cold (new server, the cache asl-lens demo leaves)", []).append(
+                    open_and_time(page, url + "/Compare", charts, 900_000))
+    return res
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=2)
@@ -57,6 +81,8 @@ def main() -> int:
     for name, (extra, charts) in LAYOUTS.items():
         print(f"demo, {name} ...", flush=True)
         results[f"demo, {name}"] = visit(folder, f"/Compare?models={args.models}{extra}", charts, args.runs)
+    print("demo, default view, cache as asl-lens demo leaves it ...", flush=True)
+    results["demo, default view (3 models)"] = visit_as_demo_leaves_it(folder, args.runs)
     if args.many:
         from asl_core.testkit.many import make_many_class_library
 

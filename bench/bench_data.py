@@ -147,6 +147,7 @@ def child_compare(root: Path, cache: Path) -> dict:
     from asl_core.data import loading, sources
     from asl_core.engine import analysis
     from asl_core.engine.cache import DiskCache
+    from asl_core.engine.options import InferenceOptions
     from asl_core.engine.projection import ProjectionConfig
 
     built = []
@@ -156,7 +157,7 @@ def child_compare(root: Path, cache: Path) -> dict:
     ckpt = _checkpoint(spec)
     t = time.perf_counter()
     cmp = analysis.compare([ckpt], split="train", layer="avgpool", projection=ProjectionConfig(method="pca"),
-                           cache=DiskCache(cache, max_bytes=8 * 2**30), device="cpu")
+                           cache=DiskCache(cache, max_bytes=8 * 2**30), options=InferenceOptions(device="cpu"))
     secs = time.perf_counter() - t
     return {"n": len(cmp.reference.features), "seconds": secs, "decoded": sources.decoded_count(),
             "loaders_built": len(built), **_peaks()}
