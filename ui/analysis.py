@@ -175,8 +175,7 @@ def layer_similarity(cmp: Comparison, b: ModelAnalysis) -> dict:
     from asl_core.data import DatasetSpec
     from asl_core.engine.analysis import splits_for
     from asl_core.engine.between import cka_matrix
-    from asl_core.engine.cache import cached_features
-    from asl_core.engine.metrics import separability
+    from asl_core.engine.cache import cached_features, cached_separability
 
     def make():
         paths = st.session_state.get("_cmp_paths") or []
@@ -194,8 +193,9 @@ def layer_similarity(cmp: Comparison, b: ModelAnalysis) -> dict:
         cka, how = cka_matrix({n: feats[0].layers[n] for n in layers}, {n: feats[1].layers[n] for n in layers})
         depth = [n for n in layers if "." not in n] or layers
         sep = {}
-        for m, f in zip((cmp.reference, b), feats):
-            per_layer = [separability(f.layers[n], f.labels, seed=cmp.projection_config.seed) for n in depth]
+        for m, c, f in zip((cmp.reference, b), ckpts, feats):
+            per_layer = [cached_separability(disk_cache(), c, spec, cmp.split, n, f.layers[n], f.labels,
+                                             cmp.projection_config.seed) for n in depth]
             sep[m.name] = {k: [float(s[k]) for s in per_layer] for k in ("knn_accuracy", "silhouette")}
         return {"layers_a": layers, "layers_b": layers, "cka": cka, "how": how, "depth_layers": depth, "separability": sep}
 

@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from asl_core.engine.cache import DiskCache, cached_features, cached_features_only, cached_projections, checkpoint_hash
+from asl_core.engine.cache import (DiskCache, cached_features, cached_features_only, cached_projections,
+                                   cached_separability, checkpoint_hash)
 from asl_core.checkpoint import LoadedCheckpoint
 from asl_core.data import DatasetSpec, Splits, build_splits
 from asl_core.errors import LayerError, UserError
 from asl_core.engine.features import Features
 from asl_core.engine.options import InferenceOptions
-from asl_core.engine.metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table, mcnemar,
-                      separability)
+from asl_core.engine.metrics import (classification_metrics, confusion, confusion_normalized, delta_confusion, flip_table,
+                                     mcnemar)
 from asl_core.models import embedding_layer, list_layers
 from asl_core.engine.projection import Projection, ProjectionConfig
 
@@ -177,7 +178,8 @@ def compare(
     for i, (c, f, p) in enumerate(zip(ckpts, feats, projs)):
         report(f"measuring {names[i]}", (len(ckpts) + 1 + i + 0.5) / steps)
         cm = confusion(labels, f.preds, c_num)
-        sep = {name: separability(f.layers[name], labels, seed=projection.seed) for name in metric_layers}
+        sep = {name: cached_separability(cache, c, spec, split, name, f.layers[name], labels, projection.seed, options.amp)
+               for name in metric_layers}
         paired: dict[str, Any] = {}
         if i > 0:
             paired = dict(delta=delta_confusion(ref_cm, cm),

@@ -118,3 +118,27 @@ def test_unsaved_model_gets_a_hash(tmp_path, ckpts, engine_spec, engine_splits):
     finally:
         with torch.no_grad():
             bare.model.fc.bias -= 1.0
+
+
+def test_separability_is_cached_next_to_its_features(tmp_path, ckpts, engine_spec, engine_splits, monkeypatch):
+    """The quadratic separability figures cost seconds per layer and model; a fresh Compare on
+    cached features read them from the cache instead of computing them again."""
+    import math
+
+    import asl_core.engine.metrics as metrics
+    from asl_core.engine.cache import cached_separability
+
+    f = _feats(DiskCache(tmp_path), ckpts[0], engine_spec, engine_splits)
+    X, y = f.layers["embedding"], f.labels
+    first = cached_separability(DiskCache(tmp_path), ckpts[0], engine_spec, "test", "embedding", X, y, seed=0)
+    calls = []
+    monkeypatch.setattr(metrics, "separability", lambda *a, **k: calls.append(k) or {"silhouette": 0.0})
+    again = cached_separability(DiskCache(tmp_path), ckpts[0], engine_spec, "test", "embedding", X, y, seed=0)
+    assert not calls and again.keys() == first.keys()
+    for name, value in first.items():
+        assert again[name] == value or (isinstance(value, float) and math.isnan(value) and math.isnan(again[name]))
+    # another layer, seed or model is another entry
+    cached_separability(DiskCache(tmp_path), ckpts[0], engine_spec, "test", "block3", f.layers["block3"], y, seed=0)
+    cached_separability(DiskCache(tmp_path), ckpts[0], engine_spec, "test", "embedding", X, y, seed=1)
+    cached_separability(DiskCache(tmp_path), ckpts[1], engine_spec, "test", "embedding", X, y, seed=0)
+    assert len(calls) == 3
