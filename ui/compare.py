@@ -286,7 +286,8 @@ def first_screen(cmp, url, split_data, layer: str) -> None:
             look = views.Look(look.marker_size, look.opacity, tuple(picked), look.axis_titles)
             st.caption(f"{cmp.num_classes} classes are more than {views.MAX_LEGEND_CLASSES} distinct colours: the 10 classes "
                        "whose recall changed most are in colour, the rest grey. Pick your own in *Isolate classes* "
-                       "(type to search), or colour by flip type, Δ p(true class) or neighbourhood overlap.")
+                       "(type to search) or *Find classes* (every name containing a term), or colour by flip type, "
+                       "Δ p(true class) or neighbourhood overlap.")
         paint = paints(cmp, color_by)
         arrays = [dict(analysis.view_arrays(m), **({"paint": paint[i]} if paint else {})) for i, m in enumerate(cmp.models)]
         if color_by in ("flip", "dconf", "overlap", "cluster"):

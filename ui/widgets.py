@@ -57,6 +57,17 @@ def seed_look(url, prefix: str, num_classes: int) -> None:
     url.seed(S.look_key(prefix, "opacity"), "opacity", LOOK_DEFAULTS["opacity"], parse=_in_range(0.1, 1.0, float))
     url.seed(S.look_key(prefix, "isolate"), "iso", [],
              parse=lambda t: [c for c in (int(v) for v in t.split(",") if v) if 0 <= c < num_classes])
+    url.seed(S.look_key(prefix, "find"), "find", "", parse=lambda t: t[:MAX_FIND])
+
+
+MAX_FIND = 200  # characters of the class finder (a link's value is cut there)
+
+
+def find_classes(class_names, text: str) -> list[int]:
+    """The classes whose name contains any comma-separated term of ``text`` (case-insensitive),
+    in class order: "terrier, retriever" finds every terrier and retriever of ImageNet."""
+    terms = [t.strip().casefold() for t in str(text).split(",") if t.strip()]
+    return [c for c, name in enumerate(class_names) if any(t in str(name).casefold() for t in terms)]
 
 
 def projection_config(prefix: str, container=None) -> ProjectionConfig:
@@ -96,7 +107,7 @@ def scatter_look(prefix: str, class_names, method: str, container=None):
     from ui.views import Look
 
     c = container or st
-    a, b, d = c.columns([1, 1, 2])
+    a, b, d, e = c.columns([1, 1, 2, 1.4])
     size = a.slider("Point size", 2, 14, key=S.look_key(prefix, "marker_size"))
     opacity = b.slider("Opacity", 0.1, 1.0, step=0.05, key=S.look_key(prefix, "opacity"))
     names = [str(n) for n in class_names]
@@ -104,8 +115,18 @@ def scatter_look(prefix: str, class_names, method: str, container=None):
                             key=S.look_key(prefix, "isolate"), placeholder="all classes",
                             help="Only these classes in colour, in every view; the rest grey. Colouring by prediction "
                                  "isolates by predicted class.")
+    find = e.text_input("Find classes (legend)", key=S.look_key(prefix, "find"), max_chars=MAX_FIND,
+                        placeholder="e.g. terrier, 3", help="Every class whose name contains a term (comma-separated, "
+                        "any case) joins the isolated classes, in every view and in the legend.")
+    found = find_classes(names, find) if find.strip() else []
+    if find.strip():
+        if found:
+            e.caption(f"{len(found):,} class{'es' if len(found) != 1 else ''} match")
+        else:
+            e.caption(f"no class name contains {find.strip()!r}")
+    chosen = tuple(dict.fromkeys([*isolate, *found]))
     label = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}.get(method, method)
-    return Look(marker_size=size, opacity=opacity, isolate=tuple(isolate) or None, axis_titles=(f"{label} 1", f"{label} 2"))
+    return Look(marker_size=size, opacity=opacity, isolate=chosen or None, axis_titles=(f"{label} 1", f"{label} 2"))
 
 
 def seed_color(url, key: str, colors: dict[str, str] | None = None) -> None:

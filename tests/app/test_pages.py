@@ -519,3 +519,19 @@ def test_a_warmed_first_compare_extracts_and_projects_nothing(app_env, tmp_path,
     at = AppTest.from_file(str(ROOT / "app_pages/03_Compare.py"), default_timeout=TIMEOUT)
     at.run()
     assert at.exception and calls
+
+
+def test_find_classes_in_the_legend_from_a_link(app_env):
+    """Issue 20: a search box in the legend. ``find=`` isolates every class whose name contains a
+    term, in every view and in the legend; a term that matches nothing is said."""
+    from ui.widgets import find_classes
+
+    assert find_classes(["tabby cat", "Tiger cat", "dog", "catamaran"], " CAT, dog") == [0, 1, 2, 3]
+    assert find_classes(["a", "b"], " , ") == []
+    at = compare_with({"find": "3"})
+    legend = next(m.value for m in at.markdown if "true class" in str(m.value) and "border-radius" in str(m.value))
+    assert legend.count("#c8c8c8") == 9  # the other nine classes grey
+    assert "1 class match" in texts(at)
+    assert at.query_params.get("find") == ["3"] or at.query_params.get("find") == "3"
+    at = compare_with({"find": "zebra"})
+    assert "no class name contains 'zebra'" in texts(at)
