@@ -102,6 +102,7 @@ def child_ours(root: Path, cache: Path, workers: int) -> dict:
 
     from asl_core.data import build_splits
     from asl_core.engine.cache import DiskCache, cached_features
+    from asl_core.engine.options import InferenceOptions
     from asl_core.runtime import limit_threads
 
     limit_threads(workers)
@@ -114,7 +115,7 @@ def child_ours(root: Path, cache: Path, workers: int) -> dict:
     t = time.perf_counter()
     with torch.inference_mode():
         feats = cached_features(DiskCache(cache, max_bytes=8 * 2**30), ckpt, spec, "train", ["avgpool"], splits=splits,
-                                device="cpu", batch_size=BATCH)
+                                options=InferenceOptions(device="cpu", batch_size=BATCH))
     secs = time.perf_counter() - t
     return {"n": len(feats), "seconds": secs, "images_per_s": len(feats) / secs, "scan_s": scan_s,
             "rss_after_imports_mib": rss0, "mapped": type(feats.layers["avgpool"]).__name__, **_peaks()}

@@ -104,11 +104,12 @@ def ddp_smoke(work: Path, gpus: int) -> tuple[bool, list[str]]:
             from asl_core.data import DatasetSpec, build_splits
             from asl_core.engine.cache import DiskCache, cached_features
             from asl_core.engine.features import extract_features
+            from asl_core.engine.options import InferenceOptions
 
             disk = DiskCache(cache)
             merged = cached_features(disk, ckpt, DatasetSpec.from_dict(ckpt.meta.dataset), "test", ["embedding", "block3"])
             single = extract_features(ckpt, build_splits(DatasetSpec.from_dict(ckpt.meta.dataset)).test,
-                                      ["embedding", "block3"], device="cuda")
+                                      ["embedding", "block3"], InferenceOptions(device="cuda"))
             same = disk.hits == 1 and all(np.allclose(merged.layers[k], single.layers[k], rtol=1e-4, atol=1e-5)
                                           for k in single.layers) and np.array_equal(merged.index, single.index)
             ok = bool(same)
