@@ -67,7 +67,7 @@ def shared_legend(class_names, color_by: str, isolate: Sequence[int] | None = No
         chips = " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
                          f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
                          f"{_escape(n)}</span>" for c, n in items[:MAX_LEGEND_CLASSES])
-        more = (f" · {len(items) - MAX_LEGEND_CLASSES:,} more in colour (colours repeat beyond {MAX_LEGEND_CLASSES})"
+        more = (f"· {len(items) - MAX_LEGEND_CLASSES:,} more in colour (colours repeat beyond {MAX_LEGEND_CLASSES}) "
                 if len(items) > MAX_LEGEND_CLASSES else "")
         st.markdown(f"<div style='font-size:0.9rem'><b>{title}</b>&nbsp; {chips} <span style='color:#888'>{more}· the other "
                     f"{len(class_names) - len(items):,} classes grey</span></div>", unsafe_allow_html=True)
