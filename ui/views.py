@@ -22,6 +22,10 @@ SCATTER_HEIGHT = 520
 TRUST_NOTE = ("trust = trustworthiness of the 2-D picture (0-1): how far its nearest neighbours are also "
               "neighbours in the full-dimensional features; below ~0.9, distances on the plot mislead.")
 SVG_MAX_POINTS = 5000
+# Margins that already hold the axis titles and class names (``scatter_margin``, ``matrix_margin``),
+# in px: what plotly's automargin grew them to in Chromium with the app's theme, plus a pixel or two.
+SCATTER_TITLE_MARGIN = 46        # left of a scatter with axis titles (automargin: 44 left, 40 below)
+MATRIX_TITLE_MARGIN, MATRIX_CHAR_PX = 54, 6  # confusion matrix: 59 left, 65 below with 1-character names
 LIGHT_HOVER_POINTS = 20000
 
 
@@ -141,8 +145,18 @@ def _scatter(v: dict[str, np.ndarray], title: str, class_names, color_by: str, h
     fig = light_when_big(svg_when_small(fig, len(v["coords"])), len(v["coords"]))
     # the toolbar stands on the right edge, not across the title (newcomer's pass, issue 20)
     fig.update_layout(height=SCATTER_HEIGHT, uirevision="keep", title={"font": {"size": 14}, "x": 0.01, "xanchor": "left"},
-                      modebar={"orientation": "v"})
+                      modebar={"orientation": "v"}, margin=scatter_margin(look.axis_titles))
     return fig
+
+
+def scatter_margin(axis_titles: tuple[str, str]) -> dict:
+    """Room for the axis titles from the start. Streamlit's theme sets the titles 20-24 px off the
+    axes, more than the figure's own 36 px margin holds, so plotly's automargin grew the margin after
+    drawing and drew the whole chart again: every one of 2,000 SVG points twice, on each of the two
+    ``Plotly.react`` calls Streamlit makes when a chart mounts. When the margin is large enough the
+    first drawing stands (automargin stays on: a longer title still gets its room, as before)."""
+    return {"l": SCATTER_TITLE_MARGIN if axis_titles[1] else 10, "r": 10, "t": 64,
+            "b": SCATTER_TITLE_MARGIN - 4 if axis_titles[0] else 10}
 
 
 def svg_when_small(fig: go.Figure, n: int) -> go.Figure:
@@ -192,7 +206,7 @@ def _confusion(cm: np.ndarray, class_names, normalized: bool, title: str, side_b
                marked: tuple[int, int, bool] | None) -> go.Figure:
     """One clickable confusion matrix; ``marked`` (true, pred, solid) outlines a cell."""
     fig = clickable_cells(confusion_figure(cm, class_names, normalized=normalized, title=title), cm, class_names)
-    fig.update_layout(height=420, clickmode="event+select", dragmode=False)
+    fig.update_layout(height=420, clickmode="event+select", dragmode=False, margin=matrix_margin(class_names))
     if side_by_side:  # side by side the colour bars eat the cells; hover and the numbers carry the values
         fig.update_traces(showscale=False, selector={"type": "heatmap"})
     if marked is not None:
@@ -200,6 +214,15 @@ def _confusion(cm: np.ndarray, class_names, normalized: bool, title: str, side_b
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
                       line={"color": "#d62728", "width": 3, "dash": "solid" if solid else "dot"})
     return fig
+
+
+def matrix_margin(class_names) -> dict:
+    """Room for the class names and axis titles from the start (see ``scatter_margin``): left, the
+    longest name; below, one row of upright names. Names long enough for plotly to tilt them leave
+    the bottom to automargin (drawn twice, as before)."""
+    width = MATRIX_CHAR_PX * max((len(str(c)) for c in class_names), default=1)
+    upright = len(class_names) * (width + 8) <= 320
+    return {"l": MATRIX_TITLE_MARGIN + width, "r": 10, "t": 64, "b": MATRIX_TITLE_MARGIN + 12 if upright else 10}
 
 
 def clickable_cells(fig: go.Figure, cm: np.ndarray, class_names) -> go.Figure:
