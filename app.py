@@ -15,3 +15,7 @@ PAGES = [
 ]
 
 st.navigation(PAGES).run()
+
+from ui import serve  # noqa: E402 - after the page: what only some pages need is imported once one has been served
+
+serve.start_later()

