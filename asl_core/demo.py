@@ -133,37 +133,23 @@ def metrics_table(paths: dict[str, Path]) -> str:
     return "\n".join(rows)
 
 
-def serve(port: int, folder: Path) -> int:
+def serve(port: int, folder: Path, warm_first_view: bool = False) -> int:
     app = ROOT / "app.py"
     if not app.exists():
         raise UserError("app.py is missing from this checkout")
-    os.environ["ASL_LENS_CHECKPOINTS"] = str(folder)
-    print(f"ASL Lens: starting the app on http://localhost:{port} (Ctrl+C stops it) ...", flush=True)
-    # The server runs in this process: killing `asl-lens app` by its PID stops it (a child process
-    # was left serving the port after its parent was killed: newcomer's pass, issue 20), and what
-    # this process imported (torch, the engine) is not imported a second time.
+    env = dict(os.environ, ASL_LENS_CHECKPOINTS=str(folder))
+    if warm_first_view:  # the demo server computes Compare's first view into the disk cache as it starts (ui.serve)
+        env["ASL_LENS_WARM_FIRST_VIEW"] = "1"
+    print(f"ASL Lens: open http://localhost:{port} in a browser (Ctrl+C stops the app)", flush=True)
+    cmd = [sys.executable, "-m", "ui.serve", "run", str(app), "--server.port", str(port), "--server.address", "localhost",
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the server replaces this process (same PID): killing `asl-lens app` stops the server; a child
+    # process left serving the port after its parent was killed (newcomer's pass, issue 20)
     os.chdir(ROOT)
-    from ui.serve import main as serve_main
-
-    return serve_main(["run", str(app), "--server.port", str(port), "--server.address", "localhost",
-                       "--server.headless", "true", "--browser.gatherUsageStats", "false"])
-
-
-def warm_first_compare(folder: Path, quiet: bool = False) -> None:
-    """Compute the Compare page's first view into the disk cache (a cache hit when nothing
-    changed), so that the first visit to a freshly started server extracts and projects nothing."""
-    import time
-
-    from ui.serve import before_the_runtime  # ui imports this module: not at the top
-
-    t0 = time.perf_counter()
-    with before_the_runtime():
-        from ui.compare import warm_first_visit
-
-        cmp = warm_first_visit(folder)
-    if cmp is not None and not quiet:
-        print(f"Compare's first view ({', '.join(m.name for m in cmp.models)}) ready in the cache in "
-              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    os.execve(sys.executable, cmd, env)
+    return 0  # not reached
 
 
 @cli_entry
@@ -179,11 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.folder or get_settings().checkpoints_dir
     paths = ensure_demo_checkpoints(folder, force=args.force, progress=not args.quiet)
     warm_up_projections(progress=not args.quiet)  # the app's first UMAP then loads numba's code from disk
-    warm_first_compare(folder, quiet=args.quiet)
     print(f"demo checkpoints on {DEMO_DATASET} in {folder}:")
     print(metrics_table(paths))
     if args.serve:
-        return serve(args.port, folder)
+        return serve(args.port, folder, warm_first_view=True)
     return 0
 
 

@@ -52,19 +52,32 @@ def test_killing_asl_lens_app_stops_the_server(tmp_path):
             proc.kill()
 
 
-def test_the_server_starts_listening_only_after_the_pages_imports(monkeypatch):
-    """The first visitor of a freshly started server waited ~7 s for torch, scikit-learn and the
-    engine to import: ``run`` now imports them before handing over to Streamlit."""
+def test_start_up_imports_then_warms_the_first_view_and_timm_waits(monkeypatch, tmp_path):
+    """``run`` starts the imports in the background; with ``ASL_LENS_WARM_FIRST_VIEW=1`` (the demo)
+    the same thread computes Compare's first view; timm (the upload form's) waits for a first page."""
     import streamlit.web.cli as streamlit_cli
 
-    seen = {}
+    import ui.compare
+
+    started = []
     monkeypatch.setattr(serve, "_state", {"done": False, "seconds": None, "failed": []})
-    monkeypatch.setattr(serve, "LATER", ())
     monkeypatch.setattr(serve, "_later", {"pending": False})
+    monkeypatch.setattr(serve, "LATER", ())
+    monkeypatch.setattr(serve, "start_up", lambda: started.append("start_up"))
     monkeypatch.setattr(sys, "argv", list(sys.argv))
-    monkeypatch.setattr(streamlit_cli, "main", lambda: seen.setdefault("imports done", serve._state["done"]) and 0)
+    monkeypatch.setattr(streamlit_cli, "main", lambda: 0)
     assert serve.main(["run", "app.py"]) == 0
-    assert seen["imports done"] is True and all(name in sys.modules for name in serve.PRELOAD)
     assert sys.argv == ["streamlit", "run", "app.py"]
-    # timm (only the upload form needs it) waits until a first page has been served, then once
     assert serve.start_later() is True and serve.start_later() is False
+    monkeypatch.undo()
+
+    warmed = []
+    monkeypatch.setattr(serve, "_state", {"done": False, "seconds": None, "failed": []})
+    monkeypatch.setattr(serve, "PRELOAD", ("json",))
+    monkeypatch.setattr(ui.compare, "warm_first_visit", lambda folder: warmed.append(folder))
+    monkeypatch.setenv("ASL_LENS_CHECKPOINTS", str(tmp_path))
+    serve.start_up()
+    assert warmed == []  # only when asked
+    monkeypatch.setenv("ASL_LENS_WARM_FIRST_VIEW", "1")
+    state = serve.start_up()
+    assert warmed == [tmp_path] and state["done"] and not state["failed"]
