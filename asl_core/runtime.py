@@ -5,6 +5,8 @@ Below both training and the engine, so that neither imports the other for these.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import random
 
@@ -83,3 +85,16 @@ def _limit_numba(n: int) -> None:
 def current_threads() -> int:
     """The thread budget of this process: what :func:`limit_threads` set, else torch's count."""
     return _budget or max(1, torch.get_num_threads())
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR):
+    """Raise logger ``name`` to ``level`` for the block (a library's warning the caller already
+    says better, or one that is harmless), then restore it."""
+    log = logging.getLogger(name)
+    before = log.level
+    log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.setLevel(before)

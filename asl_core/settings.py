@@ -30,6 +30,7 @@ DEFAULT_MAX_UPLOAD_MB = 200.0
 CACHE_MAX_ENV = "ASL_LENS_CACHE_MAX_MB"
 LIBRARY_QUOTA_ENV = "ASL_LENS_LIBRARY_QUOTA_MB"
 READ_ONLY_ENV = "ASL_LENS_READ_ONLY"
+WARM_FIRST_VIEW_ENV = "ASL_LENS_WARM_FIRST_VIEW"  # issue 20: set by `asl-lens demo --serve`
 DEFAULT_CACHE_MAX_MB = 2048.0     # room for the features and projections of many models; LRU past it
 DEFAULT_LIBRARY_QUOTA_MB = 4096.0  # ~40 ResNet-50 checkpoints (~100 MB each); a digits_cnn one is ~0.4 MB
 
@@ -55,6 +56,8 @@ class Settings:
     read_only: bool = False
     # issue 13: t-SNE/UMAP on the GPU with cuML when installed ("auto", the default) or never ("off")
     gpu_projection: bool = True
+    # issue 20: the server computes Compare's first view into the disk cache as it starts
+    warm_first_view: bool = False
 
     @property
     def max_upload_bytes(self) -> int:
@@ -82,6 +85,7 @@ class Settings:
             library_quota_mb=_positive_float(env, LIBRARY_QUOTA_ENV, DEFAULT_LIBRARY_QUOTA_MB),
             read_only=_flag(env, READ_ONLY_ENV),
             gpu_projection=_auto_or_off(env, GPU_PROJECTION_ENV),
+            warm_first_view=_flag(env, WARM_FIRST_VIEW_ENV),
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,8 +102,6 @@ def warm_first_visit(folder, progress: Callable[[str, float], None] | None = Non
     the disk cache, so that a freshly started server opens it without extracting or projecting.
     ``asl-lens demo`` runs it after training. Returns the comparison, or ``None`` when the library
     has fewer than two models or they share no layer."""
-    from pathlib import Path
-
     from asl_core.checkpoint import list_checkpoints, load_checkpoint
     from asl_core.engine.analysis import common_layers, compare
 

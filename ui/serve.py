@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
-import os
 import sys
 import threading
 import time
@@ -43,13 +41,10 @@ def before_the_runtime():
     is looked up again on every call, when the runtime exists), so it is not shown."""
     import streamlit.runtime.caching.cache_data_api  # noqa: F401 - its logger's level is set when imported
 
-    logger = logging.getLogger("streamlit.runtime.caching.cache_data_api")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
+    from asl_core.runtime import quiet_logger
+
+    with quiet_logger("streamlit.runtime.caching.cache_data_api"):
         yield
-    finally:
-        logger.setLevel(level)
 
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, object]:
@@ -105,14 +100,20 @@ def start_up() -> dict[str, object]:
     """The server's background start: :data:`PRELOAD`, then (``ASL_LENS_WARM_FIRST_VIEW=1``)
     Compare's first view into the disk cache."""
     preload()
-    if os.environ.get("ASL_LENS_WARM_FIRST_VIEW") == "1":
+    from asl_core.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except Exception as exc:  # noqa: BLE001 - a bad ASL_LENS_* value: every page names it
+        _state["failed"].append(f"settings: {exc}")
+        return _state
+    if settings.warm_first_view:
         t0 = time.perf_counter()
         try:
-            from asl_core.settings import get_settings
             from ui.compare import warm_first_visit
 
             with before_the_runtime():
-                warm_first_visit(get_settings().checkpoints_dir)
+                warm_first_visit(settings.checkpoints_dir)
             _state["first_view_seconds"] = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - the page computes it when visited and shows any error
             _state["failed"].append(f"first view: {exc}")

@@ -177,20 +177,9 @@ def _tsne(Z: np.ndarray, config: ProjectionConfig, notes: list[str]) -> np.ndarr
 
 def _quiet_opentsne():
     """openTSNE logs a warning when the perplexity is lowered; ``notes`` says so already."""
-    import contextlib
-    import logging
+    from asl_core.runtime import quiet_logger
 
-    @contextlib.contextmanager
-    def quiet():
-        log = logging.getLogger("openTSNE")
-        level = log.level
-        log.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            log.setLevel(level)
-
-    return quiet()
+    return quiet_logger("openTSNE")
 
 
 def _threads() -> int:
