@@ -55,9 +55,7 @@ def shared_legend(class_names, color_by: str, isolate: Sequence[int] | None = No
     if color_by == "category" and paint:
         items = list(zip(paint["colors"], paint["names"]))
         title = paint.get("title", "")
-        chips = " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
-                         f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
-                         f"{_escape(n)}</span>" for c, n in items)
+        chips = _chips(items)
         st.markdown(f"<div style='font-size:0.9rem'><b>{_escape(title)}</b>&nbsp; {chips}</div>", unsafe_allow_html=True)
         return
     if color_by == "value" and paint:
@@ -68,9 +66,7 @@ def shared_legend(class_names, color_by: str, isolate: Sequence[int] | None = No
         palette = class_palette(len(class_names))
         items = [(palette[c], str(class_names[c])) for c in isolate]
         title = {"true": "true class", "pred": "predicted class"}[color_by]
-        chips = " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
-                         f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
-                         f"{_escape(n)}</span>" for c, n in items[:MAX_LEGEND_CLASSES])
+        chips = _chips(items[:MAX_LEGEND_CLASSES])
         more = (f"· {len(items) - MAX_LEGEND_CLASSES:,} more in colour (colours repeat beyond {MAX_LEGEND_CLASSES}) "
                 if len(items) > MAX_LEGEND_CLASSES else "")
         st.markdown(f"<div style='font-size:0.9rem'><b>{title}</b>&nbsp; {chips} <span style='color:#888'>{more}· the other "
@@ -86,10 +82,15 @@ def shared_legend(class_names, color_by: str, isolate: Sequence[int] | None = No
         keep = set(range(len(class_names)) if isolate is None else isolate)
         items = [(palette[c] if c in keep else "#c8c8c8", str(n)) for c, n in enumerate(class_names)]
     title = {"true": "true class", "pred": "predicted class", "correct": ""}[color_by]
-    chips = " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
-                     f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
-                     f"{_escape(n)}</span>" for c, n in items)
+    chips = _chips(items)
     st.markdown(f"<div style='font-size:0.9rem'><b>{title}</b>&nbsp; {chips}</div>", unsafe_allow_html=True)
+
+
+def _chips(items) -> str:
+    """The legend's coloured dots with their names, ``items`` being ``(colour, name)`` pairs."""
+    return " ".join(f"<span style='white-space:nowrap;margin-right:0.7em'><span style='display:inline-block;width:0.8em;"
+                    f"height:0.8em;border-radius:50%;background:{c};margin-right:0.25em;vertical-align:-0.05em'></span>"
+                    f"{_escape(n)}</span>" for c, n in items)
 
 
 def _escape(text: str) -> str:
